@@ -1,0 +1,1 @@
+"""credfed: a federation of national registries of vocational credentials."""

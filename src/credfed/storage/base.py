@@ -1,0 +1,114 @@
+"""The storage contract every backend implements.
+
+Rules every backend must keep (the shared suite in ``credfed.testing.store_suite``
+checks them):
+
+* Reads on :class:`Store` see only committed data.
+* :meth:`Store.write` opens one transaction; it commits when the ``async with``
+  block exits normally and rolls back entirely when it raises. Writes are
+  serialised: at most one write transaction is open at a time, across every
+  process sharing the store.
+* A write transaction sees its own uncommitted writes.
+* An acknowledged commit survives a crash of the process or the machine.
+* Log leaves and Merkle nodes are append-only: a backend never updates or
+  deletes them.
+* Duplicate keys raise :class:`credfed.errors.AlreadyExistsError`; updates of
+  a missing row raise :class:`credfed.errors.NotFoundError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+from credfed.models import (
+    Client,
+    Issuer,
+    IssuerStatus,
+    SignedCheckpoint,
+    StatusState,
+    StoredCredential,
+)
+
+#: A perfect Merkle subtree: (level, index) covers leaves
+#: [index * 2**level, (index + 1) * 2**level). Level 0 holds the leaf hashes.
+NodeId = tuple[int, int]
+
+
+class LogReader(Protocol):
+    """Reads of the status log, shared by :class:`Store` and :class:`WriteTx`."""
+
+    async def log_size(self) -> int:
+        """Number of leaves appended (committed, or in this transaction)."""
+        ...
+
+    async def get_log_nodes(self, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
+        """Hashes of the given perfect subtrees; absent ids are left out."""
+        ...
+
+    async def get_credential(self, credential_id: str) -> StoredCredential | None: ...
+
+    async def get_issuer(self, issuer_id: str) -> Issuer | None: ...
+
+
+class WriteTx(LogReader, Protocol):
+    """One write transaction. Obtain it from :meth:`Store.write`."""
+
+    async def insert_credentials(self, credentials: Sequence[StoredCredential]) -> None:
+        """Insert new credentials; an existing id raises AlreadyExistsError."""
+        ...
+
+    async def update_credential_state(
+        self, credential_id: str, state: StatusState, last_entry_index: int
+    ) -> None:
+        """Set the current status and the index of its newest log entry."""
+        ...
+
+    async def append_log(
+        self,
+        start_index: int,
+        leaves: Sequence[bytes],
+        nodes: Sequence[tuple[int, int, bytes]],
+    ) -> None:
+        """Append leaves ``start_index ..`` (exact bytes) and the new
+        ``(level, index, hash)`` Merkle nodes they complete (level 0 included).
+        ``start_index`` must equal :meth:`log_size`, else StorageError."""
+        ...
+
+    async def add_checkpoint(self, checkpoint: SignedCheckpoint) -> None:
+        """Record a signed checkpoint; one per tree size."""
+        ...
+
+
+class Store(LogReader, Protocol):
+    """A node's persistent state."""
+
+    async def close(self) -> None: ...
+
+    def write(self) -> AbstractAsyncContextManager[WriteTx]:
+        """Open a serialised write transaction."""
+        ...
+
+    # -- clients (API tokens) -------------------------------------------------
+    async def add_client(self, client: Client) -> None: ...
+
+    async def get_client_by_token_hash(self, token_hash: bytes) -> Client | None: ...
+
+    async def list_clients(self) -> list[Client]: ...
+
+    # -- issuers --------------------------------------------------------------
+    async def add_issuer(self, issuer: Issuer) -> None: ...
+
+    async def list_issuers(self) -> list[Issuer]: ...
+
+    async def set_issuer_status(self, issuer_id: str, status: IssuerStatus) -> Issuer: ...
+
+    # -- status log -----------------------------------------------------------
+    async def get_log_entries(self, start: int, end: int) -> list[bytes]:
+        """Leaves [start, end) (clamped to the log size), exact bytes."""
+        ...
+
+    async def latest_checkpoint(self) -> SignedCheckpoint | None: ...
+
+    async def get_checkpoint(self, tree_size: int) -> SignedCheckpoint | None: ...
