@@ -1,0 +1,47 @@
+"""Canonical JSON: one byte string per value, so that signed payloads are
+reproducible and two nodes that build the same record sign the same bytes."""
+
+from __future__ import annotations
+
+import json
+
+
+def canonical_json(obj: object) -> bytes:
+    """Sorted keys, no whitespace, UTF-8 (not \\u escapes), no NaN/Infinity."""
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def load_json_object(data: bytes) -> dict[str, object]:
+    """Parse ``data`` as one JSON object; ValueError on anything else.
+
+    Stricter than ``json.loads`` where leniency could hide tampering: a
+    duplicate key (two readers may pick different values) and the non-JSON
+    constants NaN/Infinity are rejected.
+    """
+    try:
+        value = json.loads(
+            data,
+            object_pairs_hook=_reject_duplicate_keys,
+            parse_constant=_reject_constant,
+        )
+    except RecursionError:
+        # Deep nesting exhausts the parser's stack; report it as bad input.
+        raise ValueError("JSON nested too deeply") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    obj: dict[str, object] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"duplicate key {key!r} in JSON object")
+        obj[key] = value
+    return obj
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not valid JSON")

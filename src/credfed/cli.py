@@ -1,0 +1,717 @@
+"""The ``credfed`` command: wiring only.
+
+Local commands (init, serve, token create) work on a data directory; the
+others talk to a node over gRPC. An error is one line on stderr and a
+non-zero exit: 1 for a refused operation, 2 for bad usage or input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import grpc
+from google.protobuf.json_format import MessageToDict
+
+from credfed import config as cfg
+from credfed import logging as clog
+from credfed import validation
+from credfed.crypto.keys import VerifyingKey
+from credfed.errors import CredfedError, ValidationError
+from credfed.models import CredentialDraft
+from credfed.rpc.client import Client
+from credfed.statuslog import merkle
+from credfed.statuslog.checkpoint import decode_checkpoint, verify_checkpoint
+from credfed.v1 import common_pb2 as c
+from credfed.v1 import registry_pb2 as r
+from credfed.v1 import verification_pb2 as v
+
+DEFAULT_LISTEN = "127.0.0.1:7400"
+IMPORT_BATCH = 1000
+CSV_COLUMNS = (
+    "issuer_id",
+    "given_names",
+    "family_name",
+    "birth_date",
+    "national_code",
+    "title",
+    "eqf_level",
+    "isco_code",
+    "sector",
+    "issued_on",
+    "valid_until",
+)
+
+
+class Failure(click.ClickException):
+    """A refused operation: one line, exit 1."""
+
+    exit_code = 1
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+def fail(message: str) -> NoReturn:
+    raise Failure(message)
+
+
+def _emit(as_json: bool, data: object, human: str) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else human)
+
+
+def _msg(message: Any) -> dict[str, Any]:
+    result: dict[str, Any] = MessageToDict(message, preserving_proto_field_name=True)
+    return result
+
+
+# -- options shared by remote commands ------------------------------------------------
+def _remote(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option("--server", envvar="CREDFED_SERVER", help="Node address HOST:PORT."),
+            click.option("--token", envvar="CREDFED_TOKEN", help="API token (cf_…)."),
+            click.option(
+                "--data-dir",
+                envvar="CREDFED_DATA_DIR",
+                type=click.Path(path_type=Path, file_okay=False),
+                help="A node's data directory: its address and admin token are the defaults.",
+            ),
+            click.option("--timeout", default=10.0, show_default=True, help="Deadline, seconds."),
+            click.option("--json", "as_json", is_flag=True, help="Print JSON."),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def _client(server: str | None, token: str | None, data_dir: Path | None, timeout: float) -> Client:
+    if data_dir is not None:
+        config = _load_config(data_dir)
+        server = server or config.listen
+        token_file = data_dir / cfg.ADMIN_TOKEN_FILE
+        if token is None and token_file.exists():
+            token = token_file.read_text().strip()
+    if server is None:
+        server = DEFAULT_LISTEN
+    if token is None:
+        fail(
+            "no API token: pass --token, set CREDFED_TOKEN, or --data-dir of a node you administer"
+        )
+    return Client(server, token, timeout)
+
+
+def _call(client: Client, method: Any, request: Any) -> Any:
+    try:
+        return client.call(method, request)
+    except grpc.RpcError as exc:
+        _rpc_failure(exc)
+
+
+def _rpc_failure(exc: grpc.RpcError) -> NoReturn:
+    code = exc.code() if isinstance(exc, grpc.Call) else None
+    details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+    fail(f"{code.name if code else 'RPC'}: {details}")
+
+
+def _load_config(data_dir: Path) -> cfg.Config:
+    try:
+        return cfg.load(data_dir)
+    except CredfedError as exc:
+        fail(str(exc))
+
+
+@click.group()
+@click.option("--log-level", default="info", show_default=True, envvar="CREDFED_LOG_LEVEL")
+def main(log_level: str) -> None:
+    """credfed: a country node of the federation of vocational credential registries."""
+    clog.configure(log_level)
+
+
+# -- local commands -------------------------------------------------------------------
+@main.command()
+@click.option("--country", required=True, help="ISO 3166 two-letter code of this node's country.")
+@click.option("--data-dir", required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--listen", default=DEFAULT_LISTEN, show_default=True, help="HOST:PORT to serve on.")
+@click.option("--json", "as_json", is_flag=True)
+def init(country: str, data_dir: Path, listen: str, as_json: bool) -> None:
+    """Create a node: signing key (mode 0600), configuration, database, admin token."""
+    from credfed.bootstrap import init_node
+
+    try:
+        done = asyncio.run(init_node(data_dir, country, listen))
+    except ValidationError as exc:
+        raise click.BadParameter(exc.message, param_hint=f"--{exc.field}") from None
+    except CredfedError as exc:
+        fail(str(exc))
+    _emit(
+        as_json,
+        {
+            "country": done.config.country,
+            "node_id": done.config.node_id,
+            "key_id": done.key_id,
+            "listen": listen,
+            "admin_token_file": str(done.admin_token_file),
+        },
+        f"initialised node {done.config.node_id} ({done.config.country}) in {data_dir}\n"
+        f"signing key {done.key_id}\nadmin token written to {done.admin_token_file} (mode 0600)",
+    )
+
+
+@main.command()
+@click.option(
+    "--data-dir",
+    required=True,
+    envvar="CREDFED_DATA_DIR",
+    type=click.Path(path_type=Path, file_okay=False),
+)
+@click.option("--listen", help="Override the configured HOST:PORT.")
+@click.option(
+    "--port-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the bound port here once serving (for port 0).",
+)
+def serve(data_dir: Path, listen: str | None, port_file: Path | None) -> None:
+    """Serve the node until SIGTERM or SIGINT."""
+    config = _load_config(data_dir)
+    try:
+        asyncio.run(_serve(config, listen, port_file))
+    except CredfedError as exc:
+        fail(str(exc))
+
+
+async def _serve(config: cfg.Config, listen: str | None, port_file: Path | None) -> None:
+    from credfed.node import Node
+    from credfed.rpc import server
+
+    node = await Node.open(config)
+    try:
+        running = await server.start(node, listen)
+        if port_file is not None:
+            tmp = port_file.with_suffix(".tmp")
+            tmp.write_text(f"{running.port}\n")
+            tmp.replace(port_file)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        clog.get("credfed").info("server.stopping")
+        await running.stop(grace=5.0)
+    finally:
+        await node.close()
+
+
+@main.group()
+def token() -> None:
+    """API tokens (local to the node's data directory)."""
+
+
+@token.command("create")
+@click.option(
+    "--data-dir",
+    required=True,
+    envvar="CREDFED_DATA_DIR",
+    type=click.Path(path_type=Path, file_okay=False),
+)
+@click.option("--role", required=True, help="admin, verifier, peer or issuer:<issuer-id>")
+@click.option("--name", required=True, help="Who the token is for (an organisation, a system).")
+@click.option("--json", "as_json", is_flag=True)
+def token_create(data_dir: Path, role: str, name: str, as_json: bool) -> None:
+    """Create a token; it is printed once and stored only as a hash."""
+    from credfed.bootstrap import add_client
+
+    config = _load_config(data_dir)
+    try:
+        name = validation.text(name, "name")
+        value = asyncio.run(add_client(config, role, name))
+    except ValidationError as exc:
+        raise click.BadParameter(exc.message, param_hint=f"--{exc.field}") from None
+    except CredfedError as exc:
+        fail(str(exc))
+    _emit(as_json, {"token": value, "role": role, "name": name}, value)
+
+
+# -- issuers ------------------------------------------------------------------------------
+@main.group()
+def issuer() -> None:
+    """Accredited issuing bodies (admin)."""
+
+
+@issuer.command("add")
+@click.argument("issuer_id")
+@click.option("--name", required=True)
+@click.option("--sector", "sectors", multiple=True, required=True, help="Repeat for each sector.")
+@_remote
+def issuer_add(issuer_id: str, name: str, sectors: tuple[str, ...], **kw: Any) -> None:
+    """Register an issuer accredited for the given sectors."""
+    with _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client:
+        resp = _call(
+            client,
+            client.registry.RegisterIssuer,
+            r.RegisterIssuerRequest(issuer_id=issuer_id, name=name, sectors=sectors),
+        )
+    _emit(kw["as_json"], _msg(resp.issuer), f"registered issuer {resp.issuer.issuer_id}")
+
+
+@issuer.command("list")
+@_remote
+def issuer_list(**kw: Any) -> None:
+    with _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client:
+        resp = _call(client, client.registry.ListIssuers, r.ListIssuersRequest())
+    rows = [
+        f"{i.issuer_id}\t{r.IssuerStatus.Name(i.status).removeprefix('ISSUER_STATUS_').lower()}"
+        f"\t{', '.join(i.sectors)}\t{i.name}"
+        for i in resp.issuers
+    ]
+    _emit(kw["as_json"], [_msg(i) for i in resp.issuers], "\n".join(rows) or "no issuers")
+
+
+@issuer.command("suspend")
+@click.argument("issuer_id")
+@_remote
+def issuer_suspend(issuer_id: str, **kw: Any) -> None:
+    with _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client:
+        resp = _call(
+            client, client.registry.SuspendIssuer, r.SuspendIssuerRequest(issuer_id=issuer_id)
+        )
+    _emit(kw["as_json"], _msg(resp.issuer), f"suspended issuer {issuer_id}")
+
+
+# -- credentials --------------------------------------------------------------------------
+def _draft_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option("--issuer", "issuer_id", required=True),
+            click.option("--given-names", required=True),
+            click.option("--family-name", required=True),
+            click.option("--birth-date", required=True, help="YYYY-MM-DD"),
+            click.option("--national-code", required=True),
+            click.option("--title", required=True),
+            click.option("--eqf-level", type=int, required=True),
+            click.option("--isco", "isco_code", required=True, help="ISCO-08 unit group, 4 digits"),
+            click.option("--sector", required=True),
+            click.option("--issued-on", required=True, help="YYYY-MM-DD"),
+            click.option("--valid-until", default="", help="YYYY-MM-DD; empty: no expiry"),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def _draft_pb(kw: dict[str, Any]) -> c.CredentialDraft:
+    return c.CredentialDraft(
+        issuer_id=kw["issuer_id"],
+        holder=c.Holder(
+            given_names=kw["given_names"],
+            family_name=kw["family_name"],
+            birth_date=kw["birth_date"],
+        ),
+        qualification=c.Qualification(
+            national_code=kw["national_code"],
+            title=kw["title"],
+            eqf_level=kw["eqf_level"],
+            isco_code=kw["isco_code"],
+            sector=kw["sector"],
+        ),
+        issued_on=kw["issued_on"],
+        valid_until=kw["valid_until"],
+    )
+
+
+def _status_name(value: int) -> str:
+    return c.CredentialStatus.Name(value).removeprefix("CREDENTIAL_STATUS_").lower()
+
+
+def _receipt_text(verb: str, receipt: r.ChangeReceipt) -> str:
+    cred = receipt.credential
+    return (
+        f"{verb} {cred.credential_id}: {_status_name(cred.status.status)}\n"
+        f"log entry {receipt.entry.index}, checkpoint size {receipt.checkpoint.tree_size}"
+    )
+
+
+@main.command()
+@_draft_options
+@_remote
+def issue(**kw: Any) -> None:
+    """Issue one credential; prints its id."""
+    with _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client:
+        resp = _call(
+            client, client.registry.IssueCredential, r.IssueCredentialRequest(draft=_draft_pb(kw))
+        )
+    receipt = resp.receipt
+    if kw["as_json"]:
+        _emit(True, _msg(receipt), "")
+    else:
+        click.echo(receipt.credential.credential_id)
+
+
+@main.command("get")
+@click.argument("credential_id")
+@_remote
+def get_credential(credential_id: str, **kw: Any) -> None:
+    """Show a credential of this node (admin, or its issuer)."""
+    with _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client:
+        resp = _call(
+            client,
+            client.registry.GetCredential,
+            r.GetCredentialRequest(credential_id=credential_id),
+        )
+    cred = resp.credential
+    _emit(
+        kw["as_json"],
+        _msg(cred),
+        f"{cred.credential_id}: {_status_name(cred.status.status)} — {cred.qualification.title}"
+        f" (EQF {cred.qualification.eqf_level}, ISCO {cred.qualification.isco_code})",
+    )
+
+
+@main.command()
+@click.argument("credential_id")
+@click.option("--reason", required=True)
+@click.option("--until", default="", help="YYYY-MM-DD: the suspension lapses after this day.")
+@click.option("--appeal-ref", default="", help="Appeal case reference.")
+@_remote
+def suspend(credential_id: str, reason: str, until: str, appeal_ref: str, **kw: Any) -> None:
+    """Suspend a credential."""
+    req = r.SuspendCredentialRequest(
+        credential_id=credential_id, reason=reason, until=until, appeal_case_ref=appeal_ref
+    )
+    with _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client:
+        resp = _call(client, client.registry.SuspendCredential, req)
+    _emit(kw["as_json"], _msg(resp.receipt), _receipt_text("suspended", resp.receipt))
+
+
+@main.command()
+@click.argument("credential_id")
+@click.option("--reason", required=True)
+@click.option("--appeal-ref", default="")
+@_remote
+def reinstate(credential_id: str, reason: str, appeal_ref: str, **kw: Any) -> None:
+    """Reinstate a suspended credential (e.g. after an appeal)."""
+    req = r.ReinstateCredentialRequest(
+        credential_id=credential_id, reason=reason, appeal_case_ref=appeal_ref
+    )
+    with _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client:
+        resp = _call(client, client.registry.ReinstateCredential, req)
+    _emit(kw["as_json"], _msg(resp.receipt), _receipt_text("reinstated", resp.receipt))
+
+
+@main.command()
+@click.argument("credential_id")
+@click.option("--reason", required=True)
+@_remote
+def revoke(credential_id: str, reason: str, **kw: Any) -> None:
+    """Revoke a credential (terminal)."""
+    req = r.RevokeCredentialRequest(credential_id=credential_id, reason=reason)
+    with _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client:
+        resp = _call(client, client.registry.RevokeCredential, req)
+    _emit(kw["as_json"], _msg(resp.receipt), _receipt_text("revoked", resp.receipt))
+
+
+@main.command()
+@click.argument("credential_id")
+@click.option("--reason", required=True, help="upgrade, specialisation_added, renewal, correction")
+@_draft_options
+@_remote
+def supersede(credential_id: str, reason: str, **kw: Any) -> None:
+    """Replace a credential by a new one (upgrade, added specialisation, renewal)."""
+    req = r.SupersedeCredentialRequest(
+        credential_id=credential_id, reason=reason, replacement=_draft_pb(kw)
+    )
+    with _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client:
+        resp = _call(client, client.registry.SupersedeCredential, req)
+    _emit(
+        kw["as_json"],
+        _msg(resp),
+        f"{credential_id} superseded by {resp.replacement.credential_id}\n"
+        f"log entry {resp.superseded.entry.index}, checkpoint size "
+        f"{resp.superseded.checkpoint.tree_size}",
+    )
+
+
+# -- bulk import ------------------------------------------------------------------------------
+def read_csv(path: Path) -> tuple[list[CredentialDraft], list[tuple[int, str]]]:
+    """Validate every row; returns the drafts and the (line, error) rejections."""
+    drafts: list[CredentialDraft] = []
+    rejected: list[tuple[int, str]] = []
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [col for col in CSV_COLUMNS if col not in (reader.fieldnames or [])]
+        if missing:
+            raise ValidationError("header", f"missing column(s): {', '.join(missing)}")
+        for row in reader:
+            line = reader.line_num
+            try:
+                level_text = (row["eqf_level"] or "").strip()
+                if not level_text.isdigit():
+                    raise ValidationError("eqf_level", "must be a number from 1 to 8")
+                drafts.append(
+                    validation.draft(
+                        issuer=row["issuer_id"] or "",
+                        given_names=row["given_names"] or "",
+                        family_name=row["family_name"] or "",
+                        birth_date=row["birth_date"] or "",
+                        national_code=row["national_code"] or "",
+                        title=row["title"] or "",
+                        eqf_level=int(level_text),
+                        isco_code=row["isco_code"] or "",
+                        sector_name=row["sector"] or "",
+                        issued_on=row["issued_on"] or "",
+                        valid_until=row["valid_until"] or "",
+                        prefix="row",
+                    )
+                )
+            except ValidationError as exc:
+                rejected.append((line, f"{exc.field.removeprefix('row.')}: {exc.message}"))
+    return drafts, rejected
+
+
+def draft_to_pb(d: CredentialDraft) -> c.CredentialDraft:
+    q = d.qualification
+    return c.CredentialDraft(
+        issuer_id=d.issuer_id,
+        holder=c.Holder(
+            given_names=d.holder.given_names,
+            family_name=d.holder.family_name,
+            birth_date=d.holder.birth_date.isoformat(),
+        ),
+        qualification=c.Qualification(
+            national_code=q.national_code,
+            title=q.title,
+            eqf_level=q.eqf_level,
+            isco_code=q.isco_code,
+            sector=q.sector,
+        ),
+        issued_on=d.issued_on.isoformat(),
+        valid_until=d.valid_until.isoformat() if d.valid_until else "",
+    )
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--batch-size", default=IMPORT_BATCH, show_default=True, type=click.IntRange(1, 1000))
+@_remote
+def import_csv(file: Path, batch_size: int, **kw: Any) -> None:
+    """Issue every row of a CSV file, all or nothing.
+
+    Every row is checked before anything is sent; any rejected row is
+    reported and nothing is imported. The node commits the whole file in one
+    transaction, so an interrupted import leaves nothing behind either.
+    """
+    try:
+        drafts, rejected = read_csv(file)
+    except ValidationError as exc:
+        fail(f"{file}: {exc}")
+    except (UnicodeDecodeError, csv.Error) as exc:
+        fail(f"{file}: not a UTF-8 CSV file ({exc})")
+    if rejected:
+        for line, message in rejected[:50]:
+            click.echo(f"{file}:{line}: {message}", err=True)
+        if len(rejected) > 50:
+            click.echo(f"… and {len(rejected) - 50} more", err=True)
+        fail(f"{len(rejected)} of {len(rejected) + len(drafts)} rows rejected; nothing imported")
+    if not drafts:
+        fail(f"{file}: no rows")
+
+    def batches(bar: Any) -> Iterator[r.BulkIssueCredentialsRequest]:
+        for start in range(0, len(drafts), batch_size):
+            chunk = drafts[start : start + batch_size]
+            yield r.BulkIssueCredentialsRequest(drafts=[draft_to_pb(d) for d in chunk])
+            bar.update(len(chunk))
+
+    timeout = max(kw["timeout"], 60 + len(drafts) / 500)
+    with _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client:
+        with click.progressbar(length=len(drafts), label="importing", file=sys.stderr) as bar:
+            try:
+                resp = client.stream(client.registry.BulkIssueCredentials, batches(bar), timeout)
+            except grpc.RpcError as exc:
+                _rpc_failure(exc)
+    _emit(
+        kw["as_json"],
+        {
+            "imported": len(resp.credential_ids),
+            "credential_ids": list(resp.credential_ids),
+            "checkpoint": _msg(resp.checkpoint),
+        },
+        f"imported {len(resp.credential_ids)} credentials; checkpoint size "
+        f"{resp.checkpoint.tree_size}",
+    )
+
+
+# -- verification -----------------------------------------------------------------------------
+def _public_keys(
+    data_dir: Path | None, key_files: tuple[Path, ...]
+) -> dict[str, VerifyingKey] | None:
+    files = list(key_files)
+    if data_dir is not None and not files:
+        files = sorted((data_dir / cfg.KEY_DIR).glob("*.pub"))
+    if not files:
+        return None
+    keys = {}
+    for path in files:
+        try:
+            key = VerifyingKey.from_raw(bytes.fromhex(path.read_text().strip()))
+        except (OSError, ValueError, CredfedError) as exc:
+            fail(f"{path}: not an Ed25519 public key in hex ({exc})")
+        keys[key.key_id] = key
+    return keys
+
+
+@main.command()
+@click.argument("credential_id")
+@click.option("--birth-date", help="The holder's birth date, YYYY-MM-DD.")
+@click.option("--family-name", help="The holder's family name.")
+@click.option(
+    "--public-key",
+    "key_files",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="The origin's public key (hex file) to check signatures with.",
+)
+@_remote
+def verify(
+    credential_id: str,
+    birth_date: str | None,
+    family_name: str | None,
+    key_files: tuple[Path, ...],
+    **kw: Any,
+) -> None:
+    """Verify a credential with one holder attribute, and check the answer's
+    proof independently of the node."""
+    from credfed.independent import check_answer
+
+    if (birth_date is None) == (family_name is None):
+        raise click.UsageError("give exactly one of --birth-date or --family-name")
+    req = v.VerifyRequest(credential_id=credential_id)
+    if birth_date is not None:
+        req.birth_date = birth_date
+    else:
+        req.family_name = family_name or ""
+    keys = _public_keys(kw["data_dir"], key_files)
+    with _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client:
+        res = _call(client, client.verification.Verify, req).result
+    try:
+        checked = check_answer(
+            credential_id=res.credential_id,
+            record=_envelope(res.signed_record),
+            leaf=res.status_entry.leaf,
+            leaf_index=res.status_entry.index,
+            proof=list(res.inclusion_proof.hashes),
+            checkpoint=_envelope(res.checkpoint.envelope),
+            origin=res.provenance.origin,
+            keys=keys,
+        )
+    except CredfedError as exc:
+        fail(f"the node's answer does not check out: {exc}")
+    sigs = "checked" if checked.signatures_checked else "not checked (no --public-key)"
+    data = _msg(res) | {"independent_check": {"inclusion_proof": "verified", "signatures": sigs}}
+    q = res.qualification
+    _emit(
+        kw["as_json"],
+        data,
+        f"{res.credential_id}: {_status_name(res.status).upper()}\n"
+        f"holder:        {res.holder.given_names} {res.holder.family_name}\n"
+        f"qualification: {q.title} [{q.national_code}] EQF {q.eqf_level}, ISCO-08 {q.isco_code},"
+        f" {q.sector}\n"
+        f"issuer:        {res.issuer_name} ({res.issuer_id})\n"
+        f"valid:         {res.issued_on} – {res.valid_until or 'no expiry'}\n"
+        f"status as of:  {res.provenance.status_as_of.ToDatetime():%Y-%m-%d %H:%M:%S} UTC "
+        f"(origin {res.provenance.origin}, log size {checked.tree_size})\n"
+        f"proof:         inclusion verified; signatures {sigs}",
+    )
+
+
+def _envelope(pb: c.Envelope) -> Any:
+    from credfed.models import Envelope
+
+    return Envelope(pb.payload, pb.payload_type, pb.key_id, pb.signature)
+
+
+# -- the status log -----------------------------------------------------------------------------
+@main.group("log")
+def log_group() -> None:
+    """The node's signed status log."""
+
+
+@log_group.command("checkpoint")
+@_remote
+def log_checkpoint(**kw: Any) -> None:
+    """Print the latest signed checkpoint."""
+    with _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client:
+        cp = _call(client, client.verification.GetCheckpoint, v.GetCheckpointRequest()).checkpoint
+    _emit(
+        kw["as_json"],
+        _msg(cp),
+        f"origin {cp.origin}, size {cp.tree_size}, root {cp.root_hash.hex()}, "
+        f"time {cp.timestamp.ToDatetime():%Y-%m-%dT%H:%M:%S.%f}Z\n"
+        f"signed by key {cp.envelope.key_id}\n" + cp.envelope.payload.decode(),
+    )
+
+
+@log_group.command("proof")
+@click.option("--old-size", type=click.IntRange(min=1), required=True)
+@click.option("--new-size", type=click.IntRange(min=0), default=0, help="0: the latest.")
+@click.option(
+    "--public-key",
+    "key_files",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+)
+@_remote
+def log_proof(old_size: int, new_size: int, key_files: tuple[Path, ...], **kw: Any) -> None:
+    """Fetch and verify a consistency proof: the log of old size is a prefix
+    of the log of new size (nothing was rewritten)."""
+    keys = _public_keys(kw["data_dir"], key_files)
+    with _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client:
+        old = _call(
+            client,
+            client.verification.GetConsistencyProof,
+            v.GetConsistencyProofRequest(old_size=old_size, new_size=old_size),
+        )
+        resp = _call(
+            client,
+            client.verification.GetConsistencyProof,
+            v.GetConsistencyProofRequest(old_size=old_size, new_size=new_size),
+        )
+    if not old.HasField("checkpoint") or not resp.HasField("checkpoint"):
+        fail("no signed checkpoint was published at one of these sizes")
+    try:
+        olds = _checkpoint(old.checkpoint, keys)
+        news = _checkpoint(resp.checkpoint, keys)
+        merkle.verify_consistency(
+            olds.tree_size, news.tree_size, olds.root_hash, news.root_hash, list(resp.proof.hashes)
+        )
+    except CredfedError as exc:
+        fail(f"consistency proof does not verify: {exc}")
+    _emit(
+        kw["as_json"],
+        {
+            "old_size": olds.tree_size,
+            "new_size": news.tree_size,
+            "hashes": [h.hex() for h in resp.proof.hashes],
+            "verified": True,
+            "signatures_checked": keys is not None,
+        },
+        f"consistent: size {olds.tree_size} -> {news.tree_size} "
+        f"({len(resp.proof.hashes)} hashes), proof verified",
+    )
+
+
+def _checkpoint(pb: c.SignedCheckpoint, keys: dict[str, VerifyingKey] | None) -> Any:
+    env = _envelope(pb.envelope)
+    if keys is None:
+        return decode_checkpoint(env.payload)
+    return verify_checkpoint(env, keys, pb.origin).checkpoint
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

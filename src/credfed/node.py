@@ -1,0 +1,40 @@
+"""A node's domain objects, assembled from its configuration (no grpc)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from credfed import clock
+from credfed.config import Config
+from credfed.crypto.keys import SigningKey
+from credfed.registry import Registry
+from credfed.statuslog.log import StatusLog
+from credfed.storage.base import Store
+from credfed.storage.sqlite import SqliteStore
+from credfed.verification import Verifier
+
+
+@dataclass(slots=True)
+class Node:
+    config: Config
+    store: Store
+    key: SigningKey
+    registry: Registry
+    verifier: Verifier
+
+    @classmethod
+    async def open(cls, config: Config, now: clock.Clock = clock.utc_now) -> Node:
+        key = SigningKey.load(config.key_path)
+        store = await SqliteStore.open(config.db_path)
+        log = StatusLog(config.country, key, now)
+        keys = {key.key_id: key.verifying_key()}
+        return cls(
+            config=config,
+            store=store,
+            key=key,
+            registry=Registry(store, log, key, config.country, now),
+            verifier=Verifier(store, keys, now),
+        )
+
+    async def close(self) -> None:
+        await self.store.close()

@@ -1,0 +1,277 @@
+"""Registry domain service: issuers and the credential lifecycle.
+
+Callers pass an already-authenticated :class:`Role`; the coarse role check
+(which roles may call what) happens at the rpc edge, the fine one (an issuer
+touches only its own credentials) happens here, where the data is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+
+from credfed import ids
+from credfed.clock import Clock
+from credfed.crypto.envelope import CREDENTIAL_TYPE, sign_envelope
+from credfed.crypto.keys import SigningKey
+from credfed.errors import (
+    NotFoundError,
+    PermissionDeniedError,
+    PreconditionError,
+    ValidationError,
+)
+from credfed.lifecycle import check_transition
+from credfed.models import (
+    CredentialDraft,
+    Issuer,
+    IssuerStatus,
+    Role,
+    RoleKind,
+    SignedCheckpoint,
+    Status,
+    StatusState,
+    StoredCredential,
+)
+from credfed.records import encode_record, record_from_draft
+from credfed.statuslog.log import LogEntry, StatusLog
+from credfed.storage.base import LogReader, Store, WriteTx
+from credfed.validation import family_key
+
+#: Builds the new logged state from "now".
+_StateFactory = Callable[[datetime], StatusState]
+
+#: Upper bound of drafts in one bulk stream (the whole stream is one transaction).
+MAX_BULK_TOTAL = 2_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A committed change: the credential now, the entry appended, the
+    checkpoint that covers it."""
+
+    credential: StoredCredential
+    entry: LogEntry
+    checkpoint: SignedCheckpoint
+
+
+@dataclass(frozen=True, slots=True)
+class BulkResult:
+    credential_ids: list[str]
+    checkpoint: SignedCheckpoint | None
+
+
+class Registry:
+    def __init__(
+        self, store: Store, log: StatusLog, key: SigningKey, origin: str, clock: Clock
+    ) -> None:
+        self._store = store
+        self._log = log
+        self._key = key
+        self._origin = origin
+        self._clock = clock
+
+    # -- issuers ----------------------------------------------------------------
+    async def register_issuer(self, issuer_id: str, name: str, sectors: tuple[str, ...]) -> Issuer:
+        issuer = Issuer(issuer_id, name, sectors, IssuerStatus.ACTIVE)
+        await self._store.add_issuer(issuer)
+        return issuer
+
+    async def list_issuers(self) -> list[Issuer]:
+        return await self._store.list_issuers()
+
+    async def suspend_issuer(self, issuer_id: str) -> Issuer:
+        return await self._store.set_issuer_status(issuer_id, IssuerStatus.SUSPENDED)
+
+    # -- credentials ------------------------------------------------------------
+    async def get_credential(self, actor: Role, credential_id: str) -> StoredCredential:
+        credential = await self._store.get_credential(credential_id)
+        if credential is None:
+            raise NotFoundError(f"no credential {credential_id}")
+        _check_owner(actor, credential.issuer_id)
+        return credential
+
+    async def issue(self, actor: Role, draft: CredentialDraft) -> Receipt:
+        _check_owner(actor, draft.issuer_id)
+        async with self._store.write() as tx:
+            credential = await self._prepare(tx, draft, supersedes=None)
+            receipt = await self._record_new(tx, [credential])
+        return receipt
+
+    async def bulk_issue(
+        self, actor: Role, batches: AsyncIterator[Sequence[CredentialDraft]]
+    ) -> BulkResult:
+        """Issue every draft of every batch in one transaction: all or nothing.
+
+        An exception from ``batches`` (a malformed draft, a cancelled stream)
+        rolls everything back.
+        """
+        issued: list[str] = []
+        checkpoint: SignedCheckpoint | None = None
+        async with self._store.write() as tx:
+            issuers: dict[str, Issuer] = {}
+            async for batch in batches:
+                if len(issued) + len(batch) > MAX_BULK_TOTAL:
+                    raise ValidationError("drafts", f"more than {MAX_BULK_TOTAL} in one stream")
+                credentials = []
+                for n, draft in enumerate(batch):
+                    _check_owner(actor, draft.issuer_id)
+                    issuer = issuers.get(draft.issuer_id)
+                    if issuer is None:
+                        issuer = issuers[draft.issuer_id] = await _usable_issuer(
+                            tx, draft.issuer_id
+                        )
+                    _check_sector(issuer, draft, f"drafts[{len(issued) + n}]")
+                    credentials.append(self._sign_new(issuer, draft, supersedes=None))
+                entries = await self._log.append(
+                    tx, [(c.credential_id, c.state) for c in credentials]
+                )
+                await tx.insert_credentials(
+                    [_with_index(c, e.index) for c, e in zip(credentials, entries, strict=True)]
+                )
+                issued.extend(c.credential_id for c in credentials)
+            if issued:
+                checkpoint = await self._log.checkpoint(tx)
+        return BulkResult(issued, checkpoint)
+
+    async def suspend(
+        self,
+        actor: Role,
+        credential_id: str,
+        reason: str,
+        until: date | None,
+        appeal_case_ref: str | None,
+    ) -> Receipt:
+        if until is not None and until < self._today():
+            raise ValidationError("until", "is in the past")
+        return await self._change(
+            actor,
+            credential_id,
+            lambda now: StatusState(
+                Status.SUSPENDED,
+                reason,
+                now,
+                suspended_until=until,
+                appeal_case_ref=appeal_case_ref,
+            ),
+        )
+
+    async def reinstate(
+        self, actor: Role, credential_id: str, reason: str, appeal_case_ref: str | None
+    ) -> Receipt:
+        return await self._change(
+            actor,
+            credential_id,
+            lambda now: StatusState(
+                Status.REINSTATED, reason, now, appeal_case_ref=appeal_case_ref
+            ),
+        )
+
+    async def revoke(self, actor: Role, credential_id: str, reason: str) -> Receipt:
+        return await self._change(
+            actor, credential_id, lambda now: StatusState(Status.REVOKED, reason, now)
+        )
+
+    async def supersede(
+        self, actor: Role, credential_id: str, reason: str, replacement: CredentialDraft
+    ) -> tuple[Receipt, StoredCredential]:
+        """Issue ``replacement`` and mark ``credential_id`` superseded by it,
+        atomically. Returns the old credential's receipt and the new credential."""
+        _check_owner(actor, replacement.issuer_id)
+        async with self._store.write() as tx:
+            old = await _existing(tx, credential_id)
+            _check_owner(actor, old.issuer_id)
+            check_transition(old, Status.SUPERSEDED, self._today())
+            new = await self._prepare(tx, replacement, supersedes=credential_id)
+            now = new.state.effective_at
+            old_state = StatusState(Status.SUPERSEDED, reason, now, superseded_by=new.credential_id)
+            new_entry, old_entry = await self._log.append(
+                tx, [(new.credential_id, new.state), (credential_id, old_state)]
+            )
+            new = _with_index(new, new_entry.index)
+            await tx.insert_credentials([new])
+            await tx.update_credential_state(credential_id, old_state, old_entry.index)
+            checkpoint = await self._log.checkpoint(tx)
+            old = await _existing(tx, credential_id)
+        return Receipt(old, old_entry, checkpoint), new
+
+    # -- internals --------------------------------------------------------------
+    async def _change(self, actor: Role, credential_id: str, make: _StateFactory) -> Receipt:
+        async with self._store.write() as tx:
+            credential = await _existing(tx, credential_id)
+            _check_owner(actor, credential.issuer_id)
+            state = make(self._clock())
+            check_transition(credential, state.status, self._today())
+            (entry,) = await self._log.append(tx, [(credential_id, state)])
+            await tx.update_credential_state(credential_id, state, entry.index)
+            checkpoint = await self._log.checkpoint(tx)
+            updated = await _existing(tx, credential_id)
+        return Receipt(updated, entry, checkpoint)
+
+    async def _prepare(
+        self, tx: WriteTx, draft: CredentialDraft, supersedes: str | None
+    ) -> StoredCredential:
+        issuer = await _usable_issuer(tx, draft.issuer_id)
+        _check_sector(issuer, draft, "draft")
+        return self._sign_new(issuer, draft, supersedes)
+
+    async def _record_new(self, tx: WriteTx, credentials: list[StoredCredential]) -> Receipt:
+        entries = await self._log.append(tx, [(c.credential_id, c.state) for c in credentials])
+        stored = [_with_index(c, e.index) for c, e in zip(credentials, entries, strict=True)]
+        await tx.insert_credentials(stored)
+        checkpoint = await self._log.checkpoint(tx)
+        return Receipt(stored[-1], entries[-1], checkpoint)
+
+    def _sign_new(
+        self, issuer: Issuer, draft: CredentialDraft, supersedes: str | None
+    ) -> StoredCredential:
+        credential_id = ids.new_credential_id(self._origin)
+        record = record_from_draft(credential_id, self._origin, issuer.name, draft, supersedes)
+        envelope = sign_envelope(self._key, CREDENTIAL_TYPE, encode_record(record))
+        return StoredCredential(
+            credential_id=credential_id,
+            issuer_id=issuer.issuer_id,
+            family_key=family_key(draft.holder.family_name),
+            birth_date=draft.holder.birth_date,
+            valid_until=draft.valid_until,
+            supersedes=supersedes,
+            record=envelope,
+            state=StatusState(Status.ACTIVE, "issued", self._clock()),
+            last_entry_index=-1,  # set once the log entry is appended
+        )
+
+    def _today(self) -> date:
+        return self._clock().date()
+
+
+def _with_index(credential: StoredCredential, index: int) -> StoredCredential:
+    return replace(credential, last_entry_index=index)
+
+
+def _check_owner(actor: Role, issuer_id: str) -> None:
+    if actor.kind is RoleKind.ISSUER and actor.issuer_id != issuer_id:
+        raise PermissionDeniedError(f"role {actor} may not act for issuer {issuer_id}")
+
+
+def _check_sector(issuer: Issuer, draft: CredentialDraft, field: str) -> None:
+    if draft.qualification.sector not in issuer.sectors:
+        raise PreconditionError(
+            f"{field}: issuer {issuer.issuer_id} is not accredited for sector "
+            f"{draft.qualification.sector!r}"
+        )
+
+
+async def _usable_issuer(reader: LogReader, issuer_id: str) -> Issuer:
+    issuer = await reader.get_issuer(issuer_id)
+    if issuer is None:
+        raise PreconditionError(f"issuer {issuer_id} is not registered at this node")
+    if issuer.status is not IssuerStatus.ACTIVE:
+        raise PreconditionError(f"issuer {issuer_id} is {issuer.status.value}")
+    return issuer
+
+
+async def _existing(reader: LogReader, credential_id: str) -> StoredCredential:
+    credential = await reader.get_credential(credential_id)
+    if credential is None:
+        raise NotFoundError(f"no credential {credential_id}")
+    return credential

@@ -1,0 +1,184 @@
+"""Authentication and the role check of every RPC.
+
+Clients send ``authorization: Bearer <token>``. Only SHA-256 of a token is
+stored (tokens are 256-bit random, so a slow hash adds nothing). The
+:data:`METHOD_ROLES` table lists, for every method the server exposes, the
+roles that may call it; a method missing from the table is refused, so a new
+RPC cannot ship unguarded.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Final
+
+import grpc
+
+from credfed.errors import PermissionDeniedError, UnauthenticatedError
+from credfed.models import Client, Role, RoleKind
+from credfed.rpc.errors import status_for
+from credfed.rpc_tokens import TOKEN_PREFIX, hash_token
+from credfed.storage.base import Store
+
+_R = RoleKind
+_REGISTRY = "/credfed.v1.RegistryService/"
+_VERIFY = "/credfed.v1.VerificationService/"
+_FED = "/credfed.v1.FederationService/"
+ADMIN_ONLY: Final = frozenset({_R.ADMIN})
+ADMIN_OR_ISSUER: Final = frozenset({_R.ADMIN, _R.ISSUER})
+VERIFIERS: Final = frozenset({_R.ADMIN, _R.VERIFIER})
+PEERS: Final = frozenset({_R.PEER})
+
+#: None means public: health checks and reflection carry no data.
+METHOD_ROLES: Final[dict[str, frozenset[RoleKind] | None]] = {
+    _REGISTRY + "RegisterIssuer": ADMIN_ONLY,
+    _REGISTRY + "ListIssuers": ADMIN_ONLY,
+    _REGISTRY + "SuspendIssuer": ADMIN_ONLY,
+    _REGISTRY + "IssueCredential": ADMIN_OR_ISSUER,
+    _REGISTRY + "BulkIssueCredentials": ADMIN_OR_ISSUER,
+    _REGISTRY + "GetCredential": ADMIN_OR_ISSUER,
+    _REGISTRY + "SuspendCredential": ADMIN_OR_ISSUER,
+    _REGISTRY + "ReinstateCredential": ADMIN_OR_ISSUER,
+    _REGISTRY + "RevokeCredential": ADMIN_OR_ISSUER,
+    _REGISTRY + "SupersedeCredential": ADMIN_OR_ISSUER,
+    _VERIFY + "Verify": VERIFIERS,
+    _VERIFY + "VerifyBatch": VERIFIERS,
+    _VERIFY + "GetCheckpoint": VERIFIERS,
+    _VERIFY + "GetConsistencyProof": VERIFIERS,
+    _FED + "GetNodeDescriptor": PEERS,
+    _FED + "LookupCredential": PEERS,
+    _FED + "GetLogCheckpoint": PEERS,
+    _FED + "GetLogEntries": PEERS,
+    _FED + "GetLogConsistencyProof": PEERS,
+    _FED + "SubscribeLog": PEERS,
+    "/grpc.health.v1.Health/Check": None,
+    "/grpc.health.v1.Health/Watch": None,
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": None,
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": None,
+}
+
+_caller: contextvars.ContextVar[Client] = contextvars.ContextVar("credfed_caller")
+
+
+def current_caller() -> Client:
+    """The authenticated client of the RPC being served."""
+    return _caller.get()
+
+
+def current_role() -> Role:
+    return _caller.get().role
+
+
+class Authenticator:
+    """Resolves bearer tokens to clients, with a short cache so that the hot
+    path (verify) does not pay a database read per call."""
+
+    def __init__(self, store: Store, cache_seconds: float = 10.0) -> None:
+        self._store = store
+        self._ttl = cache_seconds
+        self._cache: dict[bytes, tuple[float, Client]] = {}
+
+    async def authenticate(self, metadata: tuple[tuple[str, str | bytes], ...] | None) -> Client:
+        token = _bearer(metadata)
+        digest = hash_token(token)
+        now = time.monotonic()
+        hit = self._cache.get(digest)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        client = await self._store.get_client_by_token_hash(digest)
+        if client is None:
+            raise UnauthenticatedError("unknown API token")
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (now + self._ttl, client)
+        return client
+
+
+def _bearer(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str:
+    for key, value in metadata or ():
+        if key == "authorization":
+            text = value.decode() if isinstance(value, bytes) else value
+            scheme, _, token = text.partition(" ")
+            if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX):
+                raise UnauthenticatedError("authorization must be 'Bearer cf_…'")
+            if len(token) > 128:
+                raise UnauthenticatedError("token too long")
+            return token
+    raise UnauthenticatedError("missing authorization metadata (Bearer token)")
+
+
+def authorize(method: str, role: Role) -> None:
+    allowed = METHOD_ROLES.get(method)
+    if allowed is None or role.kind not in allowed:
+        raise PermissionDeniedError(f"role {role.kind.value} may not call {method}")
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Authenticates and authorises every call before the servicer runs."""
+
+    def __init__(self, authenticator: Authenticator) -> None:
+        self._auth = authenticator
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method = handler_call_details.method
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        if method in METHOD_ROLES and METHOD_ROLES[method] is None:
+            return handler
+        return _guarded(handler, method, self._auth)
+
+
+def _guarded(
+    handler: grpc.RpcMethodHandler, method: str, auth: Authenticator
+) -> grpc.RpcMethodHandler:
+    async def check(context: Any) -> None:
+        try:
+            client = await auth.authenticate(context.invocation_metadata())
+            if method not in METHOD_ROLES:
+                raise PermissionDeniedError(f"{method} is not exposed")
+            authorize(method, client.role)
+        except (UnauthenticatedError, PermissionDeniedError) as exc:
+            await context.abort(status_for(exc), str(exc))
+        _caller.set(client)
+
+    des, ser = handler.request_deserializer, handler.response_serializer
+    if handler.unary_unary:
+        inner_uu = handler.unary_unary
+
+        async def unary_unary(request: Any, context: Any) -> Any:
+            await check(context)
+            return await inner_uu(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(unary_unary, des, ser)
+    if handler.stream_unary:
+        inner_su = handler.stream_unary
+
+        async def stream_unary(requests: Any, context: Any) -> Any:
+            await check(context)
+            return await inner_su(requests, context)
+
+        return grpc.stream_unary_rpc_method_handler(stream_unary, des, ser)
+    if handler.unary_stream:
+        inner_us = handler.unary_stream
+
+        async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            await check(context)
+            async for response in inner_us(request, context):
+                yield response
+
+        return grpc.unary_stream_rpc_method_handler(unary_stream, des, ser)
+    inner_ss = handler.stream_stream
+
+    async def stream_stream(requests: Any, context: Any) -> AsyncIterator[Any]:
+        await check(context)
+        async for response in inner_ss(requests, context):
+            yield response
+
+    return grpc.stream_stream_rpc_method_handler(stream_stream, des, ser)

@@ -1,0 +1,40 @@
+"""A small synchronous client over the generated stubs, for the CLI and
+scripts. Every call carries the bearer token and a deadline."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import grpc
+
+from credfed.v1 import registry_pb2_grpc, verification_pb2_grpc
+
+DEFAULT_TIMEOUT = 10.0
+
+
+class Client:
+    def __init__(self, target: str, token: str | None, timeout: float = DEFAULT_TIMEOUT) -> None:
+        # Plaintext: this release serves plaintext on loopback only.
+        self._channel = grpc.insecure_channel(
+            target, options=[("grpc.max_receive_message_length", 4 * 1024 * 1024)]
+        )
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.timeout = timeout
+        self.registry = registry_pb2_grpc.RegistryServiceStub(self._channel)
+        self.verification = verification_pb2_grpc.VerificationServiceStub(self._channel)
+
+    def call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
+        return method(request, metadata=self._metadata, timeout=timeout or self.timeout)
+
+    def stream(self, method: Any, requests: Iterable[Any] | Iterator[Any], timeout: float) -> Any:
+        return method(requests, metadata=self._metadata, timeout=timeout)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,117 @@
+"""Server assembly: servicers, health, reflection, interceptors, limits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from credfed import logging as clog
+from credfed.config import check_listen
+from credfed.node import Node
+from credfed.rpc.auth import Authenticator, AuthInterceptor
+from credfed.rpc.servicers import FederationServicer, RegistryServicer, VerificationServicer
+from credfed.v1 import (
+    federation_pb2,
+    federation_pb2_grpc,
+    registry_pb2,
+    registry_pb2_grpc,
+    verification_pb2,
+    verification_pb2_grpc,
+)
+
+SERVICE_NAMES = (
+    registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
+    verification_pb2.DESCRIPTOR.services_by_name["VerificationService"].full_name,
+    federation_pb2.DESCRIPTOR.services_by_name["FederationService"].full_name,
+)
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+log = clog.get("credfed.rpc")
+
+
+class AccessLogInterceptor(grpc.aio.ServerInterceptor):
+    """One log line per call: method, outcome, duration. Requests and
+    responses are never logged (they hold personal data)."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or (not handler.unary_unary and not handler.stream_unary):
+            return handler
+        inner = handler.unary_unary or handler.stream_unary
+        factory = (
+            grpc.unary_unary_rpc_method_handler
+            if handler.unary_unary
+            else grpc.stream_unary_rpc_method_handler
+        )
+
+        async def logged(request: Any, context: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return await inner(request, context)
+            finally:
+                code = context.code()
+                log.info(
+                    "rpc",
+                    method=method,
+                    code=code.name if isinstance(code, grpc.StatusCode) else "OK",
+                    ms=round((time.perf_counter() - start) * 1000, 2),
+                )
+
+        return factory(logged, handler.request_deserializer, handler.response_serializer)
+
+
+@dataclass(slots=True)
+class RunningServer:
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+
+async def start(node: Node, listen: str | None = None) -> RunningServer:
+    """Start serving ``node``. ``listen`` overrides the configured address
+    (tests pass 127.0.0.1:0); the bound port is returned."""
+    address = listen or node.config.listen
+    check_listen(address, node.config.plaintext)
+    server = grpc.aio.server(
+        interceptors=[AccessLogInterceptor(), AuthInterceptor(Authenticator(node.store))],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_concurrent_streams", 256),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    origin = node.config.country
+    registry_pb2_grpc.add_RegistryServiceServicer_to_server(
+        RegistryServicer(node.registry, origin), server
+    )
+    verification_pb2_grpc.add_VerificationServiceServicer_to_server(
+        VerificationServicer(node.verifier, origin), server
+    )
+    federation_pb2_grpc.add_FederationServiceServicer_to_server(FederationServicer(), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    # Plaintext only: check_listen refused anything but loopback above.
+    port = server.add_insecure_port(address)
+    await server.start()
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("server.started", country=origin, port=port, services=len(SERVICE_NAMES))
+    return RunningServer(server, port, health_servicer)

@@ -1,0 +1,809 @@
+"""The SQLite backend: the embedded default store.
+
+Two aiosqlite connections share one WAL database file:
+
+* the *writer* runs every write transaction (``BEGIN IMMEDIATE``, so other
+  processes on the same file are serialised too) under one asyncio lock;
+* the *reader* serves every :class:`Store` read. In WAL mode it sees only
+  committed data and is never blocked by an open write transaction, however
+  long a bulk import keeps it open.
+
+``synchronous=FULL`` makes every acknowledged commit durable across a power
+loss. The schema is created by the numbered scripts in ``migrations/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import aiosqlite
+
+from credfed.errors import AlreadyExistsError, NotFoundError, StorageError
+from credfed.models import (
+    Checkpoint,
+    Client,
+    Envelope,
+    Issuer,
+    IssuerStatus,
+    SignedCheckpoint,
+    Status,
+    StatusState,
+    StoredCredential,
+    parse_role,
+)
+from credfed.storage.base import NodeId, WriteTx
+
+__all__ = ["SqliteStore", "load_migrations"]
+
+Row = tuple[Any, ...]
+_T = TypeVar("_T")
+
+# RETURNING needs 3.35.
+_MIN_SQLITE: Final = (3, 35, 0)
+
+# One statement per (level, index) lookup would cost a round trip each; a
+# packed integer key turns a batch into one IN list on the rowid.
+_LEVEL_SHIFT: Final = 56
+_MAX_LEVEL: Final = 63
+_INDEX_MASK: Final = (1 << _LEVEL_SHIFT) - 1
+
+# Stays far below SQLITE_MAX_VARIABLE_NUMBER (32766 since 3.32).
+_MAX_PARAMS: Final = 500
+# IN lists are padded to a multiple of this so few distinct statements
+# compete for the statement cache.
+_IN_BUCKET: Final = 16
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MICROSECOND: Final = timedelta(microseconds=1)
+
+_PRAGMAS: Final = (
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = FULL",
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA busy_timeout = 10000",
+)
+
+_CREDENTIAL_COLUMNS: Final = (
+    "credential_id, issuer_id, family_key, birth_date, valid_until, supersedes, "
+    "record_payload, record_payload_type, record_key_id, record_signature, "
+    "status, reason, effective_at, suspended_until, appeal_case_ref, superseded_by, "
+    "last_entry_index"
+)
+_CHECKPOINT_COLUMNS: Final = (
+    "tree_size, origin, root_hash, timestamp, payload, payload_type, key_id, signature"
+)
+_CLIENT_COLUMNS: Final = "client_id, name, role, token_hash, created_at"
+_ISSUER_COLUMNS: Final = "issuer_id, name, sectors, status"
+
+# Statements built once from the fixed column lists above (never from input,
+# hence the S608 waivers).
+_GET_CREDENTIAL: Final = f"SELECT {_CREDENTIAL_COLUMNS} FROM credentials WHERE credential_id = ?"  # noqa: S608
+_INSERT_CREDENTIAL: Final = (
+    f"INSERT INTO credentials ({_CREDENTIAL_COLUMNS}) "  # noqa: S608
+    f"VALUES ({','.join('?' * (_CREDENTIAL_COLUMNS.count(',') + 1))})"
+)
+_UPDATE_STATE: Final = (
+    "UPDATE credentials SET status = ?, reason = ?, effective_at = ?, suspended_until = ?, "
+    "appeal_case_ref = ?, superseded_by = ?, last_entry_index = ? "
+    "WHERE credential_id = ? RETURNING credential_id"
+)
+_GET_ISSUER: Final = f"SELECT {_ISSUER_COLUMNS} FROM issuers WHERE issuer_id = ?"  # noqa: S608
+_LIST_ISSUERS: Final = f"SELECT {_ISSUER_COLUMNS} FROM issuers ORDER BY issuer_id"  # noqa: S608
+_INSERT_ISSUER: Final = f"INSERT INTO issuers ({_ISSUER_COLUMNS}) VALUES (?, ?, ?, ?)"  # noqa: S608
+_SET_ISSUER_STATUS: Final = (
+    f"UPDATE issuers SET status = ? WHERE issuer_id = ? RETURNING {_ISSUER_COLUMNS}"  # noqa: S608
+)
+_GET_CLIENT_BY_TOKEN: Final = f"SELECT {_CLIENT_COLUMNS} FROM clients WHERE token_hash = ?"  # noqa: S608
+_LIST_CLIENTS: Final = f"SELECT {_CLIENT_COLUMNS} FROM clients ORDER BY client_id"  # noqa: S608
+_INSERT_CLIENT: Final = f"INSERT INTO clients ({_CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?)"  # noqa: S608
+_INSERT_CHECKPOINT: Final = (
+    f"INSERT INTO checkpoints ({_CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+)
+_LATEST_CHECKPOINT: Final = (
+    f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY tree_size DESC LIMIT 1"  # noqa: S608
+)
+_GET_CHECKPOINT: Final = f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE tree_size = ?"  # noqa: S608
+
+_MIGRATION_NAME: Final = re.compile(r"^(\d{4})_\w+\.sql$")
+
+
+# -- conversions --------------------------------------------------------------
+
+
+def _micros(moment: datetime) -> int:
+    """Microseconds since the epoch; refuses naive datetimes (ambiguous)."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"naive datetime {moment.isoformat()} (the store needs tz-aware UTC)")
+    return (moment - _EPOCH) // _ONE_MICROSECOND
+
+
+def _from_micros(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def _iso(day: date | None) -> str | None:
+    return None if day is None else day.isoformat()
+
+
+def _day(text: str | None) -> date | None:
+    return None if text is None else date.fromisoformat(text)
+
+
+def _node_key(level: int, index: int) -> int | None:
+    if 0 <= level <= _MAX_LEVEL and 0 <= index <= _INDEX_MASK:
+        return (level << _LEVEL_SHIFT) | index
+    return None
+
+
+def _node_id(key: int) -> NodeId:
+    return key >> _LEVEL_SHIFT, key & _INDEX_MASK
+
+
+def _credential_params(c: StoredCredential) -> Row:
+    s = c.state
+    return (
+        c.credential_id,
+        c.issuer_id,
+        c.family_key,
+        c.birth_date.isoformat(),
+        _iso(c.valid_until),
+        c.supersedes,
+        bytes(c.record.payload),
+        c.record.payload_type,
+        c.record.key_id,
+        bytes(c.record.signature),
+        s.status.value,
+        s.reason,
+        _micros(s.effective_at),
+        _iso(s.suspended_until),
+        s.appeal_case_ref,
+        s.superseded_by,
+        c.last_entry_index,
+    )
+
+
+def _credential(row: Row) -> StoredCredential:
+    return StoredCredential(
+        credential_id=row[0],
+        issuer_id=row[1],
+        family_key=row[2],
+        birth_date=date.fromisoformat(row[3]),
+        valid_until=_day(row[4]),
+        supersedes=row[5],
+        record=Envelope(payload=row[6], payload_type=row[7], key_id=row[8], signature=row[9]),
+        state=StatusState(
+            status=Status(row[10]),
+            reason=row[11],
+            effective_at=_from_micros(row[12]),
+            suspended_until=_day(row[13]),
+            appeal_case_ref=row[14],
+            superseded_by=row[15],
+        ),
+        last_entry_index=row[16],
+    )
+
+
+def _issuer(row: Row) -> Issuer:
+    return Issuer(
+        issuer_id=row[0],
+        name=row[1],
+        sectors=tuple(json.loads(row[2])),
+        status=IssuerStatus(row[3]),
+    )
+
+
+def _client(row: Row) -> Client:
+    return Client(
+        client_id=row[0],
+        name=row[1],
+        role=parse_role(row[2]),
+        token_hash=row[3],
+        created_at=_from_micros(row[4]),
+    )
+
+
+def _checkpoint(row: Row) -> SignedCheckpoint:
+    return SignedCheckpoint(
+        checkpoint=Checkpoint(
+            origin=row[1], tree_size=row[0], root_hash=row[2], timestamp=_from_micros(row[3])
+        ),
+        envelope=Envelope(payload=row[4], payload_type=row[5], key_id=row[6], signature=row[7]),
+    )
+
+
+def _chunks(items: Sequence[_T], size: int) -> Iterable[Sequence[_T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _placeholders(count: int) -> str:
+    return ",".join("?" * count)
+
+
+# -- connection helpers -------------------------------------------------------
+
+
+async def _fetch(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+    """Run one statement in one round trip. IntegrityError passes through for
+    the caller to name the duplicate; every other sqlite error is a StorageError."""
+    try:
+        rows = await conn.execute_fetchall(sql, params)
+    except sqlite3.IntegrityError:
+        raise
+    except sqlite3.Error as e:
+        raise StorageError(f"sqlite: {e}") from e
+    return [tuple(r) for r in rows]
+
+
+async def _many(conn: aiosqlite.Connection, sql: str, rows: Sequence[Row]) -> None:
+    try:
+        await conn.executemany(sql, rows)
+    except sqlite3.IntegrityError:
+        raise
+    except sqlite3.Error as e:
+        raise StorageError(f"sqlite: {e}") from e
+
+
+async def _to_completion(step: Awaitable[None]) -> None:
+    """Await ``step`` even if this task is cancelled meanwhile, then re-raise
+    the cancellation: a COMMIT or ROLLBACK must finish before the write lock
+    is released, or the next writer would find a transaction still open."""
+
+    async def run() -> None:
+        await step
+
+    task = asyncio.ensure_future(run())
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        if not task.cancelled():
+            task.exception()  # consumed, so asyncio does not log it as unretrieved
+        raise asyncio.CancelledError
+    task.result()
+
+
+async def _end_transaction(step: Awaitable[None], what: str) -> None:
+    try:
+        await _to_completion(step)
+    except sqlite3.Error as e:
+        raise StorageError(f"{what} failed: {e}") from e
+
+
+async def _connect(path: Path, *, read_only: bool) -> aiosqlite.Connection:
+    try:
+        # isolation_level=None: the store issues BEGIN/COMMIT itself.
+        conn = await aiosqlite.connect(path, isolation_level=None, cached_statements=256)
+    except sqlite3.Error as e:
+        raise StorageError(f"cannot open database {path}: {e}") from e
+    try:
+        for pragma in _PRAGMAS:
+            rows = await _fetch(conn, pragma)
+            if pragma.startswith("PRAGMA journal_mode") and rows[0][0].lower() != "wal":
+                raise StorageError(f"database {path}: cannot switch to WAL journal mode")
+        if read_only:
+            # Defence in depth: the reader must never write.
+            await _fetch(conn, "PRAGMA query_only = ON")
+    except BaseException:
+        await _close(conn)
+        raise
+    return conn
+
+
+async def _close(conn: aiosqlite.Connection) -> None:
+    # aiosqlite resolves close() from its worker thread just before that
+    # thread exits; wait for the exit so no thread outlives the store.
+    thread = getattr(conn, "_thread", None)
+    await conn.close()
+    if isinstance(thread, threading.Thread):
+        for _ in range(1000):
+            if not thread.is_alive():
+                break
+            await asyncio.sleep(0.001)
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file owner-only (it holds personal data); SQLite
+    gives its -wal and -shm files the same mode."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    except OSError as e:
+        raise StorageError(f"cannot create database {path}: {e.strerror}") from e
+    os.close(fd)
+
+
+# -- migrations ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    number: int
+    name: str
+    statements: tuple[str, ...]
+
+
+def _split_statements(name: str, script: str) -> tuple[str, ...]:
+    """Split a script at the semicolons SQLite itself deems statement ends
+    (so trigger bodies, strings and comments stay whole). executescript()
+    cannot be used: it commits any open transaction first."""
+    statements: list[str] = []
+    start = 0
+    for pos, char in enumerate(script):
+        if char == ";" and sqlite3.complete_statement(script[start : pos + 1]):
+            statements.append(script[start : pos + 1].strip())
+            start = pos + 1
+    rest = "\n".join(
+        line for line in script[start:].splitlines() if not line.strip().startswith("--")
+    )
+    if rest.strip():
+        raise StorageError(f"migration {name}: text after the last complete statement")
+    return tuple(statements)
+
+
+def load_migrations() -> list[Migration]:
+    """The packaged migrations in order; numbers must run 1, 2, 3 ..."""
+    folder = resources.files("credfed.storage").joinpath("migrations")
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match is None:
+            continue
+        found.append(
+            Migration(
+                int(match.group(1)),
+                entry.name,
+                _split_statements(entry.name, entry.read_text(encoding="utf-8")),
+            )
+        )
+    found.sort(key=lambda m: m.number)
+    for expected, migration in enumerate(found, start=1):
+        if migration.number != expected:
+            raise StorageError(f"migrations are not numbered 1..n: {migration.name}")
+    return found
+
+
+async def _user_version(conn: aiosqlite.Connection) -> int:
+    rows = await _fetch(conn, "PRAGMA user_version")
+    return int(rows[0][0])
+
+
+async def _migrate(conn: aiosqlite.Connection, migrations: Sequence[Migration]) -> None:
+    newest = migrations[-1].number if migrations else 0
+    current = await _user_version(conn)
+    if current > newest:
+        raise StorageError(
+            f"database schema {current} is newer than this credfed (it knows up to {newest})"
+        )
+    for migration in migrations:
+        if migration.number <= current:
+            continue
+        try:
+            await _fetch(conn, "BEGIN IMMEDIATE")
+            # Another process may have applied it while we waited for the lock.
+            if await _user_version(conn) < migration.number:
+                for statement in migration.statements:
+                    await _fetch(conn, statement)
+                await _fetch(conn, f"PRAGMA user_version = {migration.number}")
+            await _end_transaction(conn.commit(), "commit")
+        except BaseException as e:
+            await _end_transaction(conn.rollback(), "rollback")
+            if isinstance(e, sqlite3.Error):
+                raise StorageError(f"migration {migration.name} failed: {e}") from e
+            raise
+
+
+# -- shared reads ---------------------------------------------------------------
+# Used by the store (on the reader) and by a transaction (on the writer).
+
+
+async def _log_size(conn: aiosqlite.Connection) -> int:
+    rows = await _fetch(conn, "SELECT max(idx) FROM log_leaves")
+    top = rows[0][0]
+    return 0 if top is None else int(top) + 1
+
+
+async def _get_log_nodes(conn: aiosqlite.Connection, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
+    keys = sorted({k for level, index in ids if (k := _node_key(level, index)) is not None})
+    found: dict[NodeId, bytes] = {}
+    for chunk in _chunks(keys, _MAX_PARAMS):
+        padded = list(chunk) + [chunk[0]] * (-len(chunk) % _IN_BUCKET)
+        sql = (
+            f"SELECT node_key, hash FROM log_nodes WHERE node_key IN ({_placeholders(len(padded))})"  # noqa: S608 (placeholders only)
+        )
+        for key, digest in await _fetch(conn, sql, padded):
+            found[_node_id(key)] = digest
+    return found
+
+
+async def _get_credential(
+    conn: aiosqlite.Connection, credential_id: str
+) -> StoredCredential | None:
+    rows = await _fetch(conn, _GET_CREDENTIAL, (credential_id,))
+    return _credential(rows[0]) if rows else None
+
+
+async def _get_issuer(conn: aiosqlite.Connection, issuer_id: str) -> Issuer | None:
+    rows = await _fetch(conn, _GET_ISSUER, (issuer_id,))
+    return _issuer(rows[0]) if rows else None
+
+
+# -- the write transaction --------------------------------------------------------
+
+
+class _SqliteTx:
+    """A :class:`WriteTx` on the writer connection, valid only inside its
+    ``async with store.write()`` block."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn_or_none: aiosqlite.Connection | None = conn
+        # One operation at a time, so the savepoints of two tasks sharing
+        # this transaction cannot interleave.
+        self._op_lock = asyncio.Lock()
+
+    def _finish(self) -> None:
+        self._conn_or_none = None
+
+    @property
+    def _conn(self) -> aiosqlite.Connection:
+        # The writer runs in autocommit mode between transactions: a stray
+        # call after the block would commit on its own, outside the lock.
+        if self._conn_or_none is None:
+            raise StorageError("the write transaction is over")
+        return self._conn_or_none
+
+    # -- reads ------------------------------------------------------------------
+
+    async def log_size(self) -> int:
+        return await _log_size(self._conn)
+
+    async def get_log_nodes(self, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
+        return await _get_log_nodes(self._conn, ids)
+
+    async def get_credential(self, credential_id: str) -> StoredCredential | None:
+        return await _get_credential(self._conn, credential_id)
+
+    async def get_issuer(self, issuer_id: str) -> Issuer | None:
+        return await _get_issuer(self._conn, issuer_id)
+
+    # -- writes -----------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _atomic(self, steps: int) -> AsyncIterator[aiosqlite.Connection]:
+        """Make one multi-statement operation all-or-nothing, so a caller
+        that catches its error can go on with the transaction. A single
+        statement is atomic by itself and skips the savepoint round trips."""
+        async with self._op_lock:
+            conn = self._conn
+            if steps <= 1:
+                yield conn
+                return
+            await _fetch(conn, "SAVEPOINT credfed_op")
+            try:
+                yield conn
+            except BaseException:
+                await _fetch(conn, "ROLLBACK TO credfed_op")
+                await _fetch(conn, "RELEASE credfed_op")
+                raise
+            await _fetch(conn, "RELEASE credfed_op")
+
+    async def insert_credentials(self, credentials: Sequence[StoredCredential]) -> None:
+        if not credentials:
+            return
+        rows = [_credential_params(c) for c in credentials]
+        try:
+            async with self._atomic(steps=len(rows)) as conn:
+                await _many(conn, _INSERT_CREDENTIAL, rows)
+        except sqlite3.IntegrityError as e:
+            raise await self._explain_insert_failure(credentials, e) from e
+
+    async def _explain_insert_failure(
+        self, credentials: Sequence[StoredCredential], error: sqlite3.IntegrityError
+    ) -> Exception:
+        conn = self._conn
+        message = str(error)
+        if "UNIQUE" in message:
+            counts = Counter(c.credential_id for c in credentials)
+            twice = [cid for cid, n in counts.items() if n > 1]
+            if twice:
+                return AlreadyExistsError(f"credential {twice[0]} appears twice in the batch")
+            for chunk in _chunks(list(counts), _MAX_PARAMS):
+                rows = await _fetch(
+                    conn,
+                    "SELECT credential_id FROM credentials "  # noqa: S608 (placeholders only)
+                    f"WHERE credential_id IN ({_placeholders(len(chunk))})",
+                    chunk,
+                )
+                if rows:
+                    return AlreadyExistsError(f"credential {rows[0][0]} already exists")
+            return AlreadyExistsError("credential already exists")
+        if "FOREIGN KEY" in message:
+            issuer_ids = sorted({c.issuer_id for c in credentials})
+            for issuer_id in issuer_ids:
+                if await _get_issuer(conn, issuer_id) is None:
+                    return NotFoundError(f"issuer {issuer_id} not found")
+        return StorageError(f"cannot insert credentials: {message}")
+
+    async def update_credential_state(
+        self, credential_id: str, state: StatusState, last_entry_index: int
+    ) -> None:
+        async with self._op_lock:
+            rows = await _fetch(
+                self._conn,
+                _UPDATE_STATE,
+                (
+                    state.status.value,
+                    state.reason,
+                    _micros(state.effective_at),
+                    _iso(state.suspended_until),
+                    state.appeal_case_ref,
+                    state.superseded_by,
+                    last_entry_index,
+                    credential_id,
+                ),
+            )
+        if not rows:
+            raise NotFoundError(f"credential {credential_id} not found")
+
+    async def append_log(
+        self,
+        start_index: int,
+        leaves: Sequence[bytes],
+        nodes: Sequence[tuple[int, int, bytes]],
+    ) -> None:
+        node_rows: list[Row] = []
+        for level, index, digest in nodes:
+            key = _node_key(level, index)
+            if key is None:
+                raise StorageError(f"Merkle node ({level}, {index}) is out of range")
+            node_rows.append((key, bytes(digest)))
+        leaf_rows = [(start_index + i, bytes(leaf)) for i, leaf in enumerate(leaves)]
+        steps = (1 if leaf_rows else 0) + (1 if node_rows else 0)
+        try:
+            async with self._atomic(steps) as conn:
+                size = await _log_size(conn)
+                if start_index != size:
+                    raise StorageError(
+                        f"log append at index {start_index} but the log has {size} leaves"
+                    )
+                if leaf_rows:
+                    await _many(conn, "INSERT INTO log_leaves (idx, leaf) VALUES (?, ?)", leaf_rows)
+                if node_rows:
+                    await _many(
+                        conn, "INSERT INTO log_nodes (node_key, hash) VALUES (?, ?)", node_rows
+                    )
+        except sqlite3.IntegrityError as e:
+            if "log_nodes" in str(e):
+                raise AlreadyExistsError(
+                    f"Merkle node already stored (one of {len(node_rows)} appended)"
+                ) from e
+            raise StorageError(f"cannot append to the log: {e}") from e
+
+    async def add_checkpoint(self, checkpoint: SignedCheckpoint) -> None:
+        cp, env = checkpoint.checkpoint, checkpoint.envelope
+        try:
+            async with self._op_lock:
+                await _fetch(
+                    self._conn,
+                    _INSERT_CHECKPOINT,
+                    (
+                        cp.tree_size,
+                        cp.origin,
+                        bytes(cp.root_hash),
+                        _micros(cp.timestamp),
+                        bytes(env.payload),
+                        env.payload_type,
+                        env.key_id,
+                        bytes(env.signature),
+                    ),
+                )
+        except sqlite3.IntegrityError as e:
+            raise AlreadyExistsError(
+                f"checkpoint for tree size {cp.tree_size} already exists"
+            ) from e
+
+
+# -- the store ------------------------------------------------------------------
+
+
+class SqliteStore:
+    """A :class:`credfed.storage.base.Store` in one SQLite file.
+
+    Open with :meth:`open`; always :meth:`close` (it is idempotent).
+    """
+
+    def __init__(
+        self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection
+    ) -> None:
+        self._path = path
+        self._writer = writer
+        self._reader = reader
+        self._write_lock = asyncio.Lock()
+        self._write_owner: asyncio.Task[Any] | None = None
+        self._closed = False
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteStore:
+        """Open (creating if needed) the database at ``path`` and bring its
+        schema up to date. Raises StorageError if it cannot, or if the
+        schema is newer than this credfed."""
+        path = Path(path)
+        if sqlite3.sqlite_version_info < _MIN_SQLITE:
+            raise StorageError(
+                f"SQLite {sqlite3.sqlite_version} is too old (credfed needs 3.35 or newer)"
+            )
+        migrations = load_migrations()
+        _create_private(path)
+        writer = await _connect(path, read_only=False)
+        try:
+            await _migrate(writer, migrations)
+            reader = await _connect(path, read_only=True)
+        except BaseException:
+            await _close(writer)
+            raise
+        return cls(path, writer, writer)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # Let a running write transaction finish first.
+        async with self._write_lock:
+            await _close(self._reader)
+            await _close(self._writer)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError("the store is closed")
+
+    # -- transactions -------------------------------------------------------------
+
+    def write(self) -> AbstractAsyncContextManager[WriteTx]:
+        """Open a serialised write transaction; see the module docstring.
+
+        Not re-entrant: opening a second one in the task that holds one
+        raises StorageError instead of deadlocking."""
+        return self._transaction()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[_SqliteTx]:
+        self._check_open()
+        task = asyncio.current_task()
+        if task is not None and task is self._write_owner:
+            raise StorageError("a write transaction is already open in this task")
+        async with self._write_lock:
+            self._check_open()
+            self._write_owner = task
+            tx = _SqliteTx(self._writer)
+            try:
+                # Inside the try: a cancel while BEGIN waits for another
+                # process leaves it queued, and the ROLLBACK queued after it
+                # undoes it.
+                await _fetch(self._writer, "BEGIN IMMEDIATE")
+                yield tx
+                tx._finish()
+                await _end_transaction(self._writer.commit(), "commit")
+            except BaseException:
+                tx._finish()
+                # A no-op if BEGIN failed or COMMIT went through.
+                await _end_transaction(self._writer.rollback(), "rollback")
+                raise
+            finally:
+                self._write_owner = None
+
+    # -- reads (committed data only) -------------------------------------------------
+
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        self._check_open()
+        return await _fetch(self._reader, sql, params)
+
+    async def log_size(self) -> int:
+        self._check_open()
+        return await _log_size(self._reader)
+
+    async def get_log_nodes(self, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
+        self._check_open()
+        return await _get_log_nodes(self._reader, ids)
+
+    async def get_credential(self, credential_id: str) -> StoredCredential | None:
+        self._check_open()
+        return await _get_credential(self._reader, credential_id)
+
+    async def get_issuer(self, issuer_id: str) -> Issuer | None:
+        self._check_open()
+        return await _get_issuer(self._reader, issuer_id)
+
+    async def get_log_entries(self, start: int, end: int) -> list[bytes]:
+        start = max(start, 0)
+        if end <= start:
+            self._check_open()
+            return []
+        rows = await self._read(
+            "SELECT leaf FROM log_leaves WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
+        )
+        return [r[0] for r in rows]
+
+    async def latest_checkpoint(self) -> SignedCheckpoint | None:
+        rows = await self._read(_LATEST_CHECKPOINT)
+        return _checkpoint(rows[0]) if rows else None
+
+    async def get_checkpoint(self, tree_size: int) -> SignedCheckpoint | None:
+        rows = await self._read(_GET_CHECKPOINT, (tree_size,))
+        return _checkpoint(rows[0]) if rows else None
+
+    async def get_client_by_token_hash(self, token_hash: bytes) -> Client | None:
+        rows = await self._read(_GET_CLIENT_BY_TOKEN, (bytes(token_hash),))
+        return _client(rows[0]) if rows else None
+
+    async def list_clients(self) -> list[Client]:
+        rows = await self._read(_LIST_CLIENTS)
+        return [_client(r) for r in rows]
+
+    async def list_issuers(self) -> list[Issuer]:
+        rows = await self._read(_LIST_ISSUERS)
+        return [_issuer(r) for r in rows]
+
+    # -- small admin writes (each its own transaction) ------------------------------
+
+    async def add_client(self, client: Client) -> None:
+        params = (
+            client.client_id,
+            client.name,
+            str(client.role),
+            bytes(client.token_hash),
+            _micros(client.created_at),
+        )
+        try:
+            async with self._transaction():
+                await _fetch(self._writer, _INSERT_CLIENT, params)
+        except sqlite3.IntegrityError as e:
+            if "token_hash" in str(e):
+                raise AlreadyExistsError(
+                    f"client {client.client_id}: another client has the same token"
+                ) from e
+            raise AlreadyExistsError(f"client {client.client_id} already exists") from e
+
+    async def add_issuer(self, issuer: Issuer) -> None:
+        params = (
+            issuer.issuer_id,
+            issuer.name,
+            json.dumps(list(issuer.sectors)),
+            issuer.status.value,
+        )
+        try:
+            async with self._transaction():
+                await _fetch(self._writer, _INSERT_ISSUER, params)
+        except sqlite3.IntegrityError as e:
+            raise AlreadyExistsError(f"issuer {issuer.issuer_id} already exists") from e
+
+    async def set_issuer_status(self, issuer_id: str, status: IssuerStatus) -> Issuer:
+        async with self._transaction():
+            rows = await _fetch(
+                self._writer,
+                _SET_ISSUER_STATUS,
+                (status.value, issuer_id),
+            )
+        if not rows:
+            raise NotFoundError(f"issuer {issuer_id} not found")
+        return _issuer(rows[0])

@@ -1,0 +1,506 @@
+"""The storage suite: every backend must pass it.
+
+It checks the rules of :mod:`credfed.storage.base` through the public
+protocol only. To run it against a backend, subclass :class:`StoreSuite` in a
+test module (the subclass name must start with ``Test``) and provide:
+
+* an async fixture ``store`` yielding an open store over *empty*, private
+  storage, closing it afterwards;
+* :meth:`StoreSuite.reopen`: close the given store and open a new handle on
+  the same data. The ``store`` fixture's teardown still closes the original
+  handle, so ``close()`` must be idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import pytest
+
+from credfed.errors import AlreadyExistsError, NotFoundError, StorageError
+from credfed.models import IssuerStatus, Role, RoleKind, Status, StoredCredential
+from credfed.storage.base import Store
+from credfed.testing.factories import (
+    T0,
+    completed_nodes,
+    leaf,
+    make_checkpoint,
+    make_client,
+    make_credential,
+    make_issuer,
+    make_state,
+)
+
+ISSUER = "ISS-1"
+
+
+class _Boom(Exception):
+    """Raised inside a write block to force a rollback."""
+
+
+def _fully_populated(credential_id: str = "XX-FULL") -> StoredCredential:
+    """A credential with every optional field set, and a non-UTC offset."""
+    return make_credential(
+        credential_id,
+        supersedes="XX-OLD",
+        valid_until=date(2031, 1, 1),
+        state=make_state(
+            Status.SUSPENDED,
+            reason="investigation",
+            effective_at=datetime(2025, 6, 1, 12, 0, 0, 1, tzinfo=timezone(timedelta(hours=2))),
+            suspended_until=date(2025, 12, 31),
+            appeal_case_ref="APPEAL-7",
+            superseded_by="XX-NEW",
+        ),
+        last_entry_index=41,
+    )
+
+
+async def _seed(store: Store, *credentials: StoredCredential) -> None:
+    """Register the default issuer and commit ``credentials``."""
+    await store.add_issuer(make_issuer(ISSUER))
+    if credentials:
+        async with store.write() as tx:
+            await tx.insert_credentials(credentials)
+
+
+async def _append(store: Store, count: int) -> int:
+    """Commit ``count`` more leaves (with their nodes); returns the new size."""
+    async with store.write() as tx:
+        start = await tx.log_size()
+        end = start + count
+        await tx.append_log(
+            start, [leaf(i) for i in range(start, end)], completed_nodes(start, end)
+        )
+    return end
+
+
+class StoreSuite:
+    """Backend-independent tests of the :class:`credfed.storage.base.Store`
+    contract. See the module docstring for what a subclass provides."""
+
+    async def reopen(self, store: Store) -> Store:
+        """Close ``store`` and return a new handle on the same data."""
+        raise NotImplementedError
+
+    # -- an empty store ------------------------------------------------------------
+
+    async def test_new_store_is_empty(self, store: Store) -> None:
+        assert await store.log_size() == 0
+        assert await store.get_log_entries(0, 10) == []
+        assert await store.get_log_nodes([(0, 0), (1, 0)]) == {}
+        assert await store.latest_checkpoint() is None
+        assert await store.get_checkpoint(0) is None
+        assert await store.get_credential("XX-0001") is None
+        assert await store.get_issuer(ISSUER) is None
+        assert await store.list_issuers() == []
+        assert await store.list_clients() == []
+        assert await store.get_client_by_token_hash(b"\x00" * 32) is None
+
+    # -- issuers ---------------------------------------------------------------------
+
+    async def test_issuers_round_trip(self, store: Store) -> None:
+        first = make_issuer("ISS-A", sectors=("health", "care", "aviation"))
+        second = make_issuer("ISS-B", sectors=(), status=IssuerStatus.SUSPENDED)
+        await store.add_issuer(first)
+        await store.add_issuer(second)
+        assert await store.get_issuer("ISS-A") == first
+        assert await store.get_issuer("ISS-B") == second
+        assert sorted(await store.list_issuers(), key=lambda i: i.issuer_id) == [first, second]
+        async with store.write() as tx:
+            assert await tx.get_issuer("ISS-B") == second
+            assert await tx.get_issuer("ISS-C") is None
+
+    async def test_duplicate_issuer_is_refused(self, store: Store) -> None:
+        await store.add_issuer(make_issuer("ISS-A"))
+        with pytest.raises(AlreadyExistsError, match="ISS-A"):
+            await store.add_issuer(make_issuer("ISS-A", name="Another name"))
+        assert await store.list_issuers() == [make_issuer("ISS-A")]
+
+    async def test_set_issuer_status(self, store: Store) -> None:
+        await store.add_issuer(make_issuer("ISS-A"))
+        updated = await store.set_issuer_status("ISS-A", IssuerStatus.SUSPENDED)
+        assert updated == make_issuer("ISS-A", status=IssuerStatus.SUSPENDED)
+        assert await store.get_issuer("ISS-A") == updated
+        again = await store.set_issuer_status("ISS-A", IssuerStatus.ACTIVE)
+        assert again == make_issuer("ISS-A")
+
+    async def test_set_status_of_missing_issuer_is_not_found(self, store: Store) -> None:
+        with pytest.raises(NotFoundError, match="ISS-NONE"):
+            await store.set_issuer_status("ISS-NONE", IssuerStatus.SUSPENDED)
+        assert await store.list_issuers() == []
+
+    # -- clients -------------------------------------------------------------------------
+
+    async def test_clients_round_trip_with_every_role(self, store: Store) -> None:
+        clients = [
+            make_client("c-admin", role=Role(RoleKind.ADMIN)),
+            make_client("c-verifier", role=Role(RoleKind.VERIFIER)),
+            make_client("c-peer", role=Role(RoleKind.PEER)),
+            make_client(
+                "c-issuer",
+                role=Role(RoleKind.ISSUER, "de-hwk-muenchen"),
+                created_at=datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=UTC),
+            ),
+        ]
+        for client in clients:
+            await store.add_client(client)
+        for client in clients:
+            assert await store.get_client_by_token_hash(client.token_hash) == client
+        issuer_client = await store.get_client_by_token_hash(clients[3].token_hash)
+        assert issuer_client is not None
+        assert issuer_client.role.issuer_id == "de-hwk-muenchen"
+        assert issuer_client.created_at.utcoffset() is not None
+        listed = sorted(await store.list_clients(), key=lambda c: c.client_id)
+        assert listed == sorted(clients, key=lambda c: c.client_id)
+        assert await store.get_client_by_token_hash(b"\x01" * 32) is None
+
+    async def test_duplicate_client_is_refused(self, store: Store) -> None:
+        await store.add_client(make_client("c-1"))
+        with pytest.raises(AlreadyExistsError, match="c-1"):
+            await store.add_client(make_client("c-1", token_hash=b"\x02" * 32))
+        # The token hash is a key too: two clients cannot share a token.
+        with pytest.raises(AlreadyExistsError):
+            await store.add_client(make_client("c-2", token_hash=make_client("c-1").token_hash))
+        assert await store.list_clients() == [make_client("c-1")]
+
+    # -- credentials --------------------------------------------------------------------
+
+    async def test_credential_round_trips_every_field(self, store: Store) -> None:
+        full = _fully_populated()
+        sparse = make_credential("XX-SPARSE", valid_until=None, supersedes=None)
+        await _seed(store, full, sparse)
+        got = await store.get_credential(full.credential_id)
+        assert got == full
+        assert got is not None
+        assert got.record.payload == full.record.payload  # exact bytes
+        assert got.state.effective_at == full.state.effective_at
+        assert got.state.effective_at.utcoffset() is not None
+        assert await store.get_credential("XX-SPARSE") == sparse
+        assert await store.get_credential("XX-NONE") is None
+
+    async def test_insert_many_credentials(self, store: Store) -> None:
+        batch = [make_credential(f"XX-{i:04d}", last_entry_index=i) for i in range(250)]
+        await _seed(store, *batch)
+        for credential in (batch[0], batch[123], batch[-1]):
+            assert await store.get_credential(credential.credential_id) == credential
+
+    async def test_duplicate_credential_is_refused(self, store: Store) -> None:
+        await _seed(store, make_credential("XX-0001"))
+        with pytest.raises(AlreadyExistsError, match=re.escape("XX-0001")):
+            async with store.write() as tx:
+                await tx.insert_credentials(
+                    [make_credential("XX-0002"), make_credential("XX-0001")]
+                )
+        with pytest.raises(AlreadyExistsError, match=re.escape("XX-0003")):
+            async with store.write() as tx:
+                await tx.insert_credentials(
+                    [make_credential("XX-0003"), make_credential("XX-0003")]
+                )
+
+        async def insert_twice() -> None:
+            async with store.write() as tx:
+                await tx.insert_credentials([make_credential("XX-0004")])
+                await tx.insert_credentials([make_credential("XX-0004")])
+
+        with pytest.raises(AlreadyExistsError, match=re.escape("XX-0004")):
+            await insert_twice()
+        for missing in ("XX-0002", "XX-0003", "XX-0004"):
+            assert await store.get_credential(missing) is None
+
+    async def test_update_credential_state(self, store: Store) -> None:
+        credential = make_credential("XX-0001")
+        await _seed(store, credential)
+        revoked = make_state(
+            Status.REVOKED, reason="fraud", effective_at=T0 + timedelta(days=3, microseconds=7)
+        )
+        async with store.write() as tx:
+            await tx.update_credential_state("XX-0001", revoked, 17)
+            assert await tx.get_credential("XX-0001") == replace(
+                credential, state=revoked, last_entry_index=17
+            )
+        assert await store.get_credential("XX-0001") == replace(
+            credential, state=revoked, last_entry_index=17
+        )
+        # Optional fields are cleared as well as set.
+        async with store.write() as tx:
+            await tx.update_credential_state("XX-0001", make_state(), 18)
+        assert await store.get_credential("XX-0001") == replace(credential, last_entry_index=18)
+
+    async def test_update_of_missing_credential_is_not_found(self, store: Store) -> None:
+        await _seed(store)
+        with pytest.raises(NotFoundError, match="XX-NONE"):
+            async with store.write() as tx:
+                await tx.update_credential_state("XX-NONE", make_state(Status.REVOKED), 1)
+
+    # -- the log -------------------------------------------------------------------------
+
+    async def test_leaves_and_nodes_round_trip_exactly(self, store: Store) -> None:
+        leaves = [b"", b"\x00", bytes(range(256)), b"x" * 10_000, leaf(4)]
+        nodes = [
+            (0, 0, b"\x00" * 32),
+            (0, 4, bytes(range(32))),
+            (2, 1, b"\xff" * 32),
+            (40, 0, b"high level"),
+        ]
+        async with store.write() as tx:
+            await tx.append_log(0, leaves, nodes)
+        assert await store.log_size() == 5
+        assert await store.get_log_entries(0, 5) == leaves
+        got = await store.get_log_nodes([(level, index) for level, index, _ in nodes])
+        assert got == {(level, index): digest for level, index, digest in nodes}
+
+    async def test_get_log_entries_clamps(self, store: Store) -> None:
+        size = await _append(store, 7)
+        everything = [leaf(i) for i in range(size)]
+        assert await store.get_log_entries(0, 7) == everything
+        assert await store.get_log_entries(0, 1000) == everything
+        assert await store.get_log_entries(2, 5) == everything[2:5]
+        assert await store.get_log_entries(6, 1000) == [leaf(6)]
+        assert await store.get_log_entries(3, 3) == []
+        assert await store.get_log_entries(5, 2) == []
+        assert await store.get_log_entries(7, 10) == []
+        assert await store.get_log_entries(100, 200) == []
+
+    async def test_get_log_nodes_omits_absent_ids(self, store: Store) -> None:
+        await _append(store, 5)
+        expected = {(level, index): h for level, index, h in completed_nodes(0, 5)}
+        wanted = [*expected, (0, 5), (1, 2), (3, 0), (60, 7)]
+        assert await store.get_log_nodes(wanted) == expected
+        assert await store.get_log_nodes([]) == {}
+        assert await store.get_log_nodes([(0, 1), (0, 1)]) == {(0, 1): expected[(0, 1)]}
+
+    async def test_get_log_nodes_answers_a_proof_sized_batch(self, store: Store) -> None:
+        size = await _append(store, 300)
+        everything = {(level, index): h for level, index, h in completed_nodes(0, size)}
+        wanted = sorted(everything)[::5][:60]
+        assert len(wanted) == 60
+        assert await store.get_log_nodes(wanted) == {i: everything[i] for i in wanted}
+
+    async def test_append_at_the_wrong_index_is_refused(self, store: Store) -> None:
+        with pytest.raises(StorageError):
+            async with store.write() as tx:
+                await tx.append_log(1, [leaf(1)], [])
+        await _append(store, 3)
+        for wrong in (0, 2, 4):
+            with pytest.raises(StorageError):
+                async with store.write() as tx:
+                    await tx.append_log(wrong, [leaf(wrong)], [])
+        assert await store.log_size() == 3
+        assert await store.get_log_entries(0, 10) == [leaf(0), leaf(1), leaf(2)]
+
+    async def test_appends_accumulate(self, store: Store) -> None:
+        for _ in range(4):
+            await _append(store, 3)
+        assert await store.log_size() == 12
+        assert await store.get_log_entries(0, 12) == [leaf(i) for i in range(12)]
+        expected = {(level, index): h for level, index, h in completed_nodes(0, 12)}
+        assert await store.get_log_nodes(list(expected)) == expected
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    async def test_checkpoints_round_trip(self, store: Store) -> None:
+        ones = make_checkpoint(1)
+        threes = make_checkpoint(
+            3, timestamp=datetime(2025, 1, 2, 3, 4, 5, 6, tzinfo=timezone(timedelta(hours=-5)))
+        )
+        twos = make_checkpoint(2)
+        for checkpoint in (ones, threes, twos):
+            async with store.write() as tx:
+                await tx.add_checkpoint(checkpoint)
+        assert await store.latest_checkpoint() == threes
+        assert await store.get_checkpoint(1) == ones
+        assert await store.get_checkpoint(2) == twos
+        got = await store.get_checkpoint(3)
+        assert got == threes
+        assert got is not None
+        assert got.envelope.payload == threes.envelope.payload
+        assert got.checkpoint.timestamp.utcoffset() is not None
+        assert await store.get_checkpoint(4) is None
+
+    async def test_one_checkpoint_per_tree_size(self, store: Store) -> None:
+        async with store.write() as tx:
+            await tx.add_checkpoint(make_checkpoint(5))
+        with pytest.raises(AlreadyExistsError, match="5"):
+            async with store.write() as tx:
+                await tx.add_checkpoint(make_checkpoint(5, root_hash=b"\x01" * 32))
+        assert await store.get_checkpoint(5) == make_checkpoint(5)
+
+    # -- transactions ----------------------------------------------------------------------
+
+    async def test_transaction_sees_its_own_writes(self, store: Store) -> None:
+        await _seed(store, make_credential("XX-0001"))
+        suspended = make_state(Status.SUSPENDED, reason="audit")
+        async with store.write() as tx:
+            assert await tx.log_size() == 0
+            await tx.insert_credentials([make_credential("XX-0002")])
+            assert await tx.get_credential("XX-0002") == make_credential("XX-0002")
+            await tx.update_credential_state("XX-0001", suspended, 2)
+            got = await tx.get_credential("XX-0001")
+            assert got is not None
+            assert got.state == suspended
+            await tx.append_log(0, [leaf(0), leaf(1)], completed_nodes(0, 2))
+            assert await tx.log_size() == 2
+            assert await tx.get_log_nodes([(1, 0)]) == {(1, 0): completed_nodes(0, 2)[-1][2]}
+            await tx.append_log(2, [leaf(2)], completed_nodes(2, 3))
+            assert await tx.log_size() == 3
+
+    async def test_reads_see_only_committed_data(self, store: Store) -> None:
+        await _seed(store, make_credential("XX-0001"))
+        inside = asyncio.Event()
+        release = asyncio.Event()
+
+        async def writer() -> None:
+            async with store.write() as tx:
+                await tx.insert_credentials([make_credential("XX-0002")])
+                await tx.update_credential_state("XX-0001", make_state(Status.REVOKED), 1)
+                await tx.append_log(0, [leaf(0), leaf(1)], completed_nodes(0, 2))
+                await tx.add_checkpoint(make_checkpoint(2))
+                inside.set()
+                await release.wait()
+
+        task = asyncio.create_task(writer())
+        try:
+            await inside.wait()
+            # The open transaction neither shows through nor blocks readers.
+            async with asyncio.timeout(5):
+                assert await store.get_credential("XX-0002") is None
+                assert await store.get_credential("XX-0001") == make_credential("XX-0001")
+                assert await store.log_size() == 0
+                assert await store.get_log_entries(0, 10) == []
+                assert await store.get_log_nodes([(0, 0), (1, 0)]) == {}
+                assert await store.latest_checkpoint() is None
+        finally:
+            release.set()
+            await task
+        assert await store.get_credential("XX-0002") == make_credential("XX-0002")
+        got = await store.get_credential("XX-0001")
+        assert got is not None
+        assert got.state.status is Status.REVOKED
+        assert await store.log_size() == 2
+        assert await store.get_log_entries(0, 10) == [leaf(0), leaf(1)]
+        assert await store.latest_checkpoint() == make_checkpoint(2)
+
+    async def test_exception_rolls_back_everything(self, store: Store) -> None:
+        original = make_credential("XX-0001")
+        await _seed(store, original)
+        await _append(store, 1)
+        async with store.write() as tx:
+            await tx.add_checkpoint(make_checkpoint(1))
+
+        async def failing_write() -> None:
+            async with store.write() as tx:
+                await tx.insert_credentials([make_credential("XX-0002")])
+                await tx.update_credential_state("XX-0001", make_state(Status.REVOKED), 3)
+                await tx.append_log(1, [leaf(1), leaf(2), leaf(3)], completed_nodes(1, 4))
+                await tx.add_checkpoint(make_checkpoint(4))
+                raise _Boom
+
+        with pytest.raises(_Boom):
+            await failing_write()
+
+        assert await store.get_credential("XX-0002") is None
+        assert await store.get_credential("XX-0001") == original
+        assert await store.log_size() == 1
+        assert await store.get_log_entries(0, 10) == [leaf(0)]
+        new_nodes = [(level, index) for level, index, _ in completed_nodes(1, 4)]
+        assert await store.get_log_nodes(new_nodes) == {}
+        assert await store.latest_checkpoint() == make_checkpoint(1)
+        assert await store.get_checkpoint(4) is None
+        # The store goes on: the log continues where the committed data ends.
+        assert await _append(store, 3) == 4
+
+    async def test_cancellation_rolls_back_and_frees_the_writer(self, store: Store) -> None:
+        await _seed(store)
+        inside = asyncio.Event()
+
+        async def doomed() -> None:
+            async with store.write() as tx:
+                await tx.insert_credentials([make_credential("XX-0001")])
+                await tx.append_log(0, [leaf(0)], completed_nodes(0, 1))
+                inside.set()
+                await asyncio.Event().wait()  # until cancelled
+
+        task = asyncio.create_task(doomed())
+        await inside.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await store.get_credential("XX-0001") is None
+        assert await store.log_size() == 0
+        async with asyncio.timeout(5):
+            assert await _append(store, 1) == 1
+
+    async def test_write_transactions_do_not_interleave(self, store: Store) -> None:
+        events: list[str] = []
+
+        async def writer(name: str) -> None:
+            async with store.write() as tx:
+                events.append(f"{name} begin")
+                start = await tx.log_size()
+                await asyncio.sleep(0.01)  # give the others every chance to cut in
+                await tx.append_log(start, [leaf(start)], completed_nodes(start, start + 1))
+                await asyncio.sleep(0.01)
+                events.append(f"{name} end")
+
+        names = ["a", "b", "c"]
+        await asyncio.gather(*(writer(n) for n in names))
+        assert len(events) == 6
+        for pos in range(0, 6, 2):
+            name = events[pos].split()[0]
+            assert events[pos : pos + 2] == [f"{name} begin", f"{name} end"], events
+        assert await store.log_size() == 3
+
+    async def test_admin_writes_wait_for_an_open_transaction(self, store: Store) -> None:
+        events: list[str] = []
+        inside = asyncio.Event()
+
+        async def long_write() -> None:
+            async with store.write() as tx:
+                inside.set()
+                await tx.append_log(0, [leaf(0)], completed_nodes(0, 1))
+                await asyncio.sleep(0.05)
+                events.append("write committed")
+
+        async def add_issuer() -> None:
+            await inside.wait()
+            await store.add_issuer(make_issuer("ISS-A"))
+            events.append("issuer added")
+
+        await asyncio.gather(long_write(), add_issuer())
+        assert events == ["write committed", "issuer added"]
+        assert await store.get_issuer("ISS-A") == make_issuer("ISS-A")
+
+    # -- durability across handles ------------------------------------------------------
+
+    async def test_data_survives_reopen(self, store: Store) -> None:
+        full = _fully_populated()
+        client = make_client("c-issuer", role=Role(RoleKind.ISSUER, ISSUER))
+        await _seed(store, full)
+        await store.add_client(client)
+        await store.set_issuer_status(ISSUER, IssuerStatus.SUSPENDED)
+        size = await _append(store, 5)
+        async with store.write() as tx:
+            await tx.add_checkpoint(make_checkpoint(size))
+
+        again = await self.reopen(store)
+        try:
+            assert await again.get_credential(full.credential_id) == full
+            assert await again.get_client_by_token_hash(client.token_hash) == client
+            assert await again.list_issuers() == [
+                make_issuer(ISSUER, status=IssuerStatus.SUSPENDED)
+            ]
+            assert await again.log_size() == size
+            assert await again.get_log_entries(0, size) == [leaf(i) for i in range(size)]
+            nodes = {(level, index): h for level, index, h in completed_nodes(0, size)}
+            assert await again.get_log_nodes(list(nodes)) == nodes
+            assert await again.latest_checkpoint() == make_checkpoint(size)
+            # And it keeps working.
+            async with again.write() as tx:
+                await tx.append_log(size, [leaf(size)], completed_nodes(size, size + 1))
+            assert await again.log_size() == size + 1
+        finally:
+            await again.close()

@@ -1,0 +1,106 @@
+"""Verification domain service: what an employer learns about a credential.
+
+A wrong holder attribute and an unknown id raise the same NotFoundError with
+the same message, so that a verifier cannot probe which ids exist.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+
+from credfed.clock import Clock
+from credfed.crypto.envelope import CREDENTIAL_TYPE, verify_envelope
+from credfed.crypto.keys import VerifyingKey
+from credfed.errors import NotFoundError, ProofError, ValidationError
+from credfed.lifecycle import effective_status
+from credfed.models import SignedCheckpoint, Status, StoredCredential
+from credfed.records import Record, decode_record
+from credfed.statuslog import log as statuslog
+from credfed.storage.base import Store
+from credfed.validation import family_key
+
+NOT_FOUND_MESSAGE = "no credential matches this id and holder attribute"
+
+
+@dataclass(frozen=True, slots=True)
+class HolderAttribute:
+    """Exactly one of the two is set."""
+
+    birth_date: date | None = None
+    family_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    credential: StoredCredential
+    record: Record
+    status: Status
+    leaf: bytes
+    proof: list[bytes]
+    checkpoint: SignedCheckpoint
+    data_age_seconds: int
+
+
+class Verifier:
+    def __init__(self, store: Store, keys: Mapping[str, VerifyingKey], clock: Clock) -> None:
+        self._store = store
+        self._keys = keys
+        self._clock = clock
+
+    async def verify(self, credential_id: str, attribute: HolderAttribute) -> Verification:
+        credential = await self._store.get_credential(credential_id)
+        if credential is None or not _matches(credential, attribute):
+            raise NotFoundError(NOT_FOUND_MESSAGE)
+        # Verify before use: a record altered in the database is refused.
+        verify_envelope(credential.record, self._keys, CREDENTIAL_TYPE)
+        checkpoint = await self.checkpoint()
+        size = checkpoint.checkpoint.tree_size
+        index = credential.last_entry_index
+        leaves = await self._store.get_log_entries(index, index + 1)
+        if not leaves:
+            raise ProofError(f"log entry {index} is missing")
+        proof = await statuslog.inclusion_proof(self._store, index, size)
+        now = self._clock()
+        return Verification(
+            credential=credential,
+            record=decode_record(credential.record.payload),
+            status=effective_status(credential.state, credential.valid_until, now.date()),
+            leaf=leaves[0],
+            proof=proof,
+            checkpoint=checkpoint,
+            data_age_seconds=max(0, int((now - checkpoint.checkpoint.timestamp).total_seconds())),
+        )
+
+    async def checkpoint(self) -> SignedCheckpoint:
+        checkpoint = await self._store.latest_checkpoint()
+        if checkpoint is None:
+            raise NotFoundError("the status log is empty: no checkpoint yet")
+        return checkpoint
+
+    async def consistency(
+        self, old_size: int, new_size: int
+    ) -> tuple[list[bytes], SignedCheckpoint | None]:
+        """Consistency proof old_size -> new_size (0 = latest)."""
+        latest = await self.checkpoint()
+        size = new_size or latest.checkpoint.tree_size
+        if not 0 < old_size <= size:
+            raise ValidationError("old_size", f"must be between 1 and {size}")
+        if size > latest.checkpoint.tree_size:
+            raise ValidationError(
+                "new_size", f"is beyond the log size {latest.checkpoint.tree_size}"
+            )
+        proof = await statuslog.consistency_proof(self._store, old_size, size)
+        return proof, await self._store.get_checkpoint(size)
+
+
+def _matches(credential: StoredCredential, attribute: HolderAttribute) -> bool:
+    if attribute.birth_date is not None:
+        return credential.birth_date == attribute.birth_date
+    if attribute.family_name is not None:
+        return hmac.compare_digest(
+            family_key(attribute.family_name).encode(), credential.family_key.encode()
+        )
+    return False

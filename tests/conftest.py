@@ -1,0 +1,121 @@
+"""Shared fixtures: a real node (SQLite file, Ed25519 key) served by a real
+grpc.aio server on a loopback port chosen by the OS."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from credfed.bootstrap import Initialised, add_client, init_node
+from credfed.node import Node
+from credfed.rpc import server
+from credfed.v1 import common_pb2 as c
+from credfed.v1 import registry_pb2 as r
+from credfed.v1 import registry_pb2_grpc, verification_pb2_grpc
+
+ISSUER = "de-hwk-muenchen"
+OTHER_ISSUER = "de-ihk-berlin"
+
+
+def draft(**overrides: Any) -> c.CredentialDraft:
+    """A valid electrician's certificate draft; override any field."""
+    fields: dict[str, Any] = {
+        "issuer_id": ISSUER,
+        "given_names": "Jana",
+        "family_name": "Novák",
+        "birth_date": "1994-03-17",
+        "national_code": "DE-HWK-EGT-2019",
+        "title": "Elektroniker/in für Energie- und Gebäudetechnik",
+        "eqf_level": 4,
+        "isco_code": "7411",
+        "sector": "energy",
+        "issued_on": "2019-07-01",
+        "valid_until": "2039-06-30",
+    }
+    fields.update(overrides)
+    return c.CredentialDraft(
+        issuer_id=fields["issuer_id"],
+        holder=c.Holder(
+            given_names=fields["given_names"],
+            family_name=fields["family_name"],
+            birth_date=fields["birth_date"],
+        ),
+        qualification=c.Qualification(
+            national_code=fields["national_code"],
+            title=fields["title"],
+            eqf_level=fields["eqf_level"],
+            isco_code=fields["isco_code"],
+            sector=fields["sector"],
+        ),
+        issued_on=fields["issued_on"],
+        valid_until=fields["valid_until"],
+    )
+
+
+@dataclass
+class RunningNode:
+    init: Initialised
+    node: Node
+    port: int
+    tokens: dict[str, str]
+    channel: grpc.aio.Channel
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def md(self, role: str) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.tokens[role]}"),)
+
+    @property
+    def registry(self) -> registry_pb2_grpc.RegistryServiceStub:
+        return registry_pb2_grpc.RegistryServiceStub(self.channel)
+
+    @property
+    def verification(self) -> verification_pb2_grpc.VerificationServiceStub:
+        return verification_pb2_grpc.VerificationServiceStub(self.channel)
+
+    async def issue(self, **overrides: Any) -> r.ChangeReceipt:
+        resp = await self.registry.IssueCredential(
+            r.IssueCredentialRequest(draft=draft(**overrides)),
+            metadata=self.md("admin"),
+            timeout=10,
+        )
+        return resp.receipt
+
+
+@pytest.fixture
+async def node_dir(tmp_path: Path) -> Initialised:
+    return await init_node(tmp_path / "de", "DE", "127.0.0.1:0")
+
+
+@pytest.fixture
+async def running(node_dir: Initialised) -> AsyncIterator[RunningNode]:
+    """A served DE node with two issuers and a token per role."""
+    node = await Node.open(node_dir.config)
+    srv = await server.start(node, "127.0.0.1:0")
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}")
+    tokens = {"admin": node_dir.admin_token}
+    rn = RunningNode(node_dir, node, srv.port, tokens, channel)
+    try:
+        for issuer_id, sectors in (
+            (ISSUER, ["energy", "construction"]),
+            (OTHER_ISSUER, ["energy"]),
+        ):
+            await rn.registry.RegisterIssuer(
+                r.RegisterIssuerRequest(issuer_id=issuer_id, name=issuer_id, sectors=sectors),
+                metadata=rn.md("admin"),
+                timeout=10,
+            )
+        for role in ("verifier", "peer", f"issuer:{ISSUER}", f"issuer:{OTHER_ISSUER}"):
+            tokens[role] = await add_client(node_dir.config, role, f"test {role}")
+        yield rn
+    finally:
+        await channel.close()
+        await srv.stop(0)
+        await node.close()
