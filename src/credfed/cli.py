@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import re
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -145,6 +146,10 @@ def init(country: str, data_dir: Path, listen: str, as_json: bool) -> None:
     """Create a node: signing key (mode 0600), configuration, database, admin token."""
     from credfed.bootstrap import init_node
 
+    try:
+        cfg.check_listen(listen, plaintext=True)
+    except CredfedError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from None
     try:
         done = asyncio.run(init_node(data_dir, country, listen))
     except ValidationError as exc:
@@ -471,7 +476,8 @@ def read_csv(path: Path) -> tuple[list[CredentialDraft], list[tuple[int, str]]]:
                     )
                 )
             except ValidationError as exc:
-                rejected.append((line, f"{exc.field.removeprefix('row.')}: {exc.message}"))
+                # The last part of the field path is the CSV column name.
+                rejected.append((line, f"{exc.field.rsplit('.', 1)[-1]}: {exc.message}"))
     return drafts, rejected
 
 
@@ -534,7 +540,7 @@ def import_csv(file: Path, batch_size: int, **kw: Any) -> None:
             try:
                 resp = client.stream(client.registry.BulkIssueCredentials, batches(bar), timeout)
             except grpc.RpcError as exc:
-                _rpc_failure(exc)
+                _import_failure(exc, file)
     _emit(
         kw["as_json"],
         {
@@ -545,6 +551,16 @@ def import_csv(file: Path, batch_size: int, **kw: Any) -> None:
         f"imported {len(resp.credential_ids)} credentials; checkpoint size "
         f"{resp.checkpoint.tree_size}",
     )
+
+
+def _import_failure(exc: grpc.RpcError, file: Path) -> NoReturn:
+    """Name the CSV line of a draft the node refused (drafts[i] is line i + 2)."""
+    details = exc.details() if isinstance(exc, grpc.Call) else ""
+    match = re.match(r"drafts\[(\d+)\]", details or "")
+    if match and isinstance(exc, grpc.Call):
+        line = int(match.group(1)) + 2
+        fail(f"{exc.code().name}: {file}:{line}{details[match.end():]}; nothing imported")
+    _rpc_failure(exc)
 
 
 # -- verification -----------------------------------------------------------------------------

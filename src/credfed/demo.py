@@ -60,6 +60,7 @@ def main() -> None:
     tour = Tour(root)
     de = root / "de"
     node: subprocess.Popen[bytes] | None = None
+    node_log = None
     started = time.monotonic()
     try:
         print("== 1. An operator creates the German node (Ed25519 key, database, admin token)")
@@ -67,7 +68,8 @@ def main() -> None:
         port_file = root / "de.port"
         # CREDFED_DEMO_NODE_LOG: where the node's own log goes (a test scans it).
         node_log_path = os.environ.get("CREDFED_DEMO_NODE_LOG")
-        node_log = open(node_log_path, "ab") if node_log_path else None  # noqa: SIM115
+        if node_log_path:
+            node_log = open(node_log_path, "ab")  # noqa: SIM115 - closed in finally
         node = subprocess.Popen(
             [*CREDFED, "serve", "--data-dir", str(de), "--port-file", str(port_file)],
             env=tour.env,
@@ -227,6 +229,8 @@ def main() -> None:
         if node is not None:
             node.send_signal(signal.SIGTERM)
             node.wait(timeout=15)
+        if node_log is not None:
+            node_log.close()
         if os.environ.get("CREDFED_DEMO_KEEP") != "1":
             shutil.rmtree(root, ignore_errors=True)
 

@@ -84,14 +84,12 @@ class Verifier:
         self, old_size: int, new_size: int
     ) -> tuple[list[bytes], SignedCheckpoint | None]:
         """Consistency proof old_size -> new_size (0 = latest)."""
-        latest = await self.checkpoint()
-        size = new_size or latest.checkpoint.tree_size
-        if not 0 < old_size <= size:
-            raise ValidationError("old_size", f"must be between 1 and {size}")
-        if size > latest.checkpoint.tree_size:
-            raise ValidationError(
-                "new_size", f"is beyond the log size {latest.checkpoint.tree_size}"
-            )
+        latest = (await self.checkpoint()).checkpoint.tree_size
+        size = new_size or latest
+        if not 0 < old_size <= min(size, latest):
+            raise ValidationError("old_size", f"must be between 1 and {min(size, latest)}")
+        if size > latest:
+            raise ValidationError("new_size", f"is beyond the log size {latest}")
         proof = await statuslog.consistency_proof(self._store, old_size, size)
         return proof, await self._store.get_checkpoint(size)
 

@@ -658,7 +658,7 @@ class SqliteStore:
         except BaseException:
             await _close(writer)
             raise
-        return cls(path, writer, writer)
+        return cls(path, writer, reader)
 
     @property
     def path(self) -> Path:
