@@ -38,7 +38,10 @@ def summary(results: Sequence[bk.Result]) -> str:
         for r in results
     ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
     rule = "  ".join("-" * w for w in widths)
     head = "  ".join(cell.ljust(w) for cell, w in zip(header, widths, strict=True))
     return "\n".join([head, rule, *lines])

@@ -86,7 +86,8 @@ class RunningNode:
             metadata=self.md("admin"),
             timeout=10,
         )
-        return resp.receipt
+        receipt: r.ChangeReceipt = resp.receipt
+        return receipt
 
 
 @pytest.fixture

@@ -23,8 +23,18 @@ class NodeProcess:
         env = dict(os.environ, CREDFED_LOG_LEVEL="debug")
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "credfed.cli", "serve", "--data-dir", str(self.data_dir),
-                 "--listen", "127.0.0.1:0", "--port-file", str(self.port_file)],
+                [
+                    sys.executable,
+                    "-m",
+                    "credfed.cli",
+                    "serve",
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--port-file",
+                    str(self.port_file),
+                ],
                 stdout=log,
                 stderr=log,
                 env=env,

@@ -27,6 +27,14 @@ class Initialised:
 
 async def init_node(data_dir: Path, country: str, listen: str) -> Initialised:
     """Create key (0600), configuration, database and an admin token (0600)."""
+    config, key_id = _create_files(data_dir, country, listen)
+    token = await add_client(config, "admin", "node administrator")
+    token_path = data_dir / cfg.ADMIN_TOKEN_FILE
+    _write_private(token_path, token + "\n")
+    return Initialised(config, key_id, token, token_path)
+
+
+def _create_files(data_dir: Path, country: str, listen: str) -> tuple[cfg.Config, str]:
     country = country.strip().upper()
     if not ids.is_country_code(country):
         raise ValidationError("country", f"{country!r} is not a two-letter country code")
@@ -47,13 +55,15 @@ async def init_node(data_dir: Path, country: str, listen: str) -> Initialised:
         plaintext=True,
         signing_key=key_rel,
     )
+    # Written last: its presence marks a complete node directory.
     (data_dir / cfg.CONFIG_FILE).write_text(config.to_toml())
-    token = await add_client(config, "admin", "node administrator")
-    token_path = data_dir / cfg.ADMIN_TOKEN_FILE
-    fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    return config, key.key_id
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    return Initialised(config, key.key_id, token, token_path)
+        f.write(text)
 
 
 async def add_client(config: cfg.Config, role_text: str, name: str) -> str:

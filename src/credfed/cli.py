@@ -535,12 +535,14 @@ def import_csv(file: Path, batch_size: int, **kw: Any) -> None:
             bar.update(len(chunk))
 
     timeout = max(kw["timeout"], 60 + len(drafts) / 500)
-    with _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client:
-        with click.progressbar(length=len(drafts), label="importing", file=sys.stderr) as bar:
-            try:
-                resp = client.stream(client.registry.BulkIssueCredentials, batches(bar), timeout)
-            except grpc.RpcError as exc:
-                _import_failure(exc, file)
+    with (
+        _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client,
+        click.progressbar(length=len(drafts), label="importing", file=sys.stderr) as bar,
+    ):
+        try:
+            resp = client.stream(client.registry.BulkIssueCredentials, batches(bar), timeout)
+        except grpc.RpcError as exc:
+            _import_failure(exc, file)
     _emit(
         kw["as_json"],
         {
@@ -559,7 +561,7 @@ def _import_failure(exc: grpc.RpcError, file: Path) -> NoReturn:
     match = re.match(r"drafts\[(\d+)\]", details or "")
     if match and isinstance(exc, grpc.Call):
         line = int(match.group(1)) + 2
-        fail(f"{exc.code().name}: {file}:{line}{details[match.end():]}; nothing imported")
+        fail(f"{exc.code().name}: {file}:{line}{details[match.end() :]}; nothing imported")
     _rpc_failure(exc)
 
 

@@ -18,7 +18,7 @@ from credfed.errors import ConfigError
 CONFIG_FILE = "credfed.toml"
 DB_FILE = "credfed.db"
 KEY_DIR = "keys"
-ADMIN_TOKEN_FILE = "admin.token"
+ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 - a file name, not a secret
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,8 +95,7 @@ class Registry:
         _check_owner(actor, draft.issuer_id)
         async with self._store.write() as tx:
             credential = await self._prepare(tx, draft, supersedes=None)
-            receipt = await self._record_new(tx, [credential])
-        return receipt
+            return await self._record_new(tx, [credential])
 
     async def bulk_issue(
         self, actor: Role, batches: AsyncIterator[Sequence[CredentialDraft]]

@@ -15,19 +15,48 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from nodeproc import NodeProcess
 
 from credfed.bootstrap import init_node
-from nodeproc import NodeProcess
 
 pytestmark = pytest.mark.slow
 DRAFT = [
-    "--issuer", "de-hwk-muenchen", "--given-names", "Jana", "--family-name", "Novák",
-    "--birth-date", "1994-03-17", "--national-code", "DE-HWK-EGT-2019",
-    "--title", "Elektroniker/in", "--eqf-level", "4", "--isco", "7411", "--sector", "energy",
-    "--issued-on", "2019-07-01", "--valid-until", "2039-06-30",
+    "--issuer",
+    "de-hwk-muenchen",
+    "--given-names",
+    "Jana",
+    "--family-name",
+    "Novák",
+    "--birth-date",
+    "1994-03-17",
+    "--national-code",
+    "DE-HWK-EGT-2019",
+    "--title",
+    "Elektroniker/in",
+    "--eqf-level",
+    "4",
+    "--isco",
+    "7411",
+    "--sector",
+    "energy",
+    "--issued-on",
+    "2019-07-01",
+    "--valid-until",
+    "2039-06-30",
 ]
-COLUMNS = ["issuer_id", "given_names", "family_name", "birth_date", "national_code", "title",
-           "eqf_level", "isco_code", "sector", "issued_on", "valid_until"]
+COLUMNS = [
+    "issuer_id",
+    "given_names",
+    "family_name",
+    "birth_date",
+    "national_code",
+    "title",
+    "eqf_level",
+    "isco_code",
+    "sector",
+    "issued_on",
+    "valid_until",
+]
 
 
 @dataclass
@@ -43,7 +72,10 @@ class Result:
 def credfed(*args: str, env: dict[str, str] | None = None) -> Result:
     proc = subprocess.run(
         [sys.executable, "-m", "credfed.cli", *args],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         env=dict(os.environ, CREDFED_LOG_LEVEL="warning", **(env or {})),
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
@@ -66,8 +98,16 @@ class Served:
         return ["--data-dir", str(self.data_dir), "--server", self.node.target]
 
     def token(self, role: str) -> str:
-        res = credfed("token", "create", "--data-dir", str(self.data_dir), "--role", role,
-                      "--name", f"test {role}")
+        res = credfed(
+            "token",
+            "create",
+            "--data-dir",
+            str(self.data_dir),
+            "--role",
+            role,
+            "--name",
+            f"test {role}",
+        )
         assert res.code == 0, res.err
         return res.out.strip()
 
@@ -79,8 +119,18 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     node = NodeProcess(root / "de", root / "node.log")
     node.start()
     s = Served(root / "de", node)
-    res = credfed("issuer", "add", "de-hwk-muenchen", "--name", "HWK München",
-                  "--sector", "energy", "--sector", "construction", *s.admin)
+    res = credfed(
+        "issuer",
+        "add",
+        "de-hwk-muenchen",
+        "--name",
+        "HWK München",
+        "--sector",
+        "energy",
+        "--sector",
+        "construction",
+        *s.admin,
+    )
     assert res.code == 0, res.err
     try:
         yield s
@@ -130,8 +180,18 @@ def test_issue_verify_and_lifecycle(served: Served) -> None:
     cid = res.out.strip()
 
     pub = next((served.data_dir / "keys").glob("*.pub"))
-    res = credfed("verify", cid, "--birth-date", "1994-03-17", "--public-key", str(pub),
-                  "--json", *srv, "--token", verifier)
+    res = credfed(
+        "verify",
+        cid,
+        "--birth-date",
+        "1994-03-17",
+        "--public-key",
+        str(pub),
+        "--json",
+        *srv,
+        "--token",
+        verifier,
+    )
     assert res.code == 0, res.err
     answer = res.json()
     assert isinstance(answer, dict)
@@ -182,8 +242,16 @@ def test_permission_and_authentication_errors(served: Served) -> None:
 
 
 def test_token_for_unknown_issuer_is_refused(served: Served) -> None:
-    res = credfed("token", "create", "--data-dir", str(served.data_dir), "--role",
-                  "issuer:nobody", "--name", "x")
+    res = credfed(
+        "token",
+        "create",
+        "--data-dir",
+        str(served.data_dir),
+        "--role",
+        "issuer:nobody",
+        "--name",
+        "x",
+    )
     assert res.code == 2 and "not registered" in res.err
 
 
@@ -203,9 +271,25 @@ def _write(path: Path, rows: list[list[str]]) -> None:
 
 
 def _row(n: int, **over: str) -> list[str]:
-    row = dict(zip(COLUMNS, ["de-hwk-muenchen", f"G{n}", f"F{n}", "1990-01-01", "DE-X-1",
-                             "Maurer/in", "4", "7112", "construction", "2024-07-01", ""],
-                       strict=True))
+    row = dict(
+        zip(
+            COLUMNS,
+            [
+                "de-hwk-muenchen",
+                f"G{n}",
+                f"F{n}",
+                "1990-01-01",
+                "DE-X-1",
+                "Maurer/in",
+                "4",
+                "7112",
+                "construction",
+                "2024-07-01",
+                "",
+            ],
+            strict=True,
+        )
+    )
     row.update(over)
     return [row[c] for c in COLUMNS]
 
@@ -239,7 +323,9 @@ def test_import_issues_every_row(served: Served, tmp_path: Path) -> None:
     assert _checkpoint_size(served) == before + 2500
 
 
-def test_import_of_a_sector_the_issuer_lacks_imports_nothing(served: Served, tmp_path: Path) -> None:
+def test_import_of_a_sector_the_issuer_lacks_imports_nothing(
+    served: Served, tmp_path: Path
+) -> None:
     before = _checkpoint_size(served)
     rows = [_row(n) for n in range(1500)]
     rows[1400] = _row(1400, sector="healthcare")

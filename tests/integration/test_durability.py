@@ -15,17 +15,17 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from conftest import ISSUER, draft
+from nodeproc import NodeProcess
+
 from credfed.bootstrap import init_node
 from credfed.crypto.keys import SigningKey
+from credfed.models import Envelope
 from credfed.statuslog import merkle
 from credfed.statuslog.checkpoint import verify_checkpoint
-from credfed.models import Envelope
 from credfed.v1 import registry_pb2 as r
 from credfed.v1 import registry_pb2_grpc, verification_pb2_grpc
 from credfed.v1 import verification_pb2 as v
-from nodeproc import NodeProcess
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,10 @@ def _env(pb: object) -> Envelope:
 
 
 async def _changer(
-    stub: registry_pb2_grpc.RegistryServiceStub, md: object, ids: list[str], acks: list[Ack],
+    stub: registry_pb2_grpc.RegistryServiceStub,
+    md: object,
+    ids: list[str],
+    acks: list[Ack],
     stop: asyncio.Event,
 ) -> None:
     """Flip credentials between suspended and reinstated until the node dies."""
@@ -55,19 +58,23 @@ async def _changer(
             if state[cid] == "suspended":
                 resp = await stub.ReinstateCredential(
                     r.ReinstateCredentialRequest(credential_id=cid, reason="appeal_upheld"),
-                    metadata=md, timeout=5,
+                    metadata=md,
+                    timeout=5,
                 )
                 state[cid] = "reinstated"
             else:
                 resp = await stub.SuspendCredential(
                     r.SuspendCredentialRequest(credential_id=cid, reason="disciplinary"),
-                    metadata=md, timeout=5,
+                    metadata=md,
+                    timeout=5,
                 )
                 state[cid] = "suspended"
         except grpc.aio.AioRpcError:
             return  # the node is gone: everything acknowledged so far must survive
         rc = resp.receipt
-        acks.append(Ack(rc.entry.index, rc.entry.leaf, rc.checkpoint.tree_size, rc.checkpoint.root_hash))
+        acks.append(
+            Ack(rc.entry.index, rc.entry.leaf, rc.checkpoint.tree_size, rc.checkpoint.root_hash)
+        )
 
 
 async def test_sigkill_during_status_changes_loses_nothing_acknowledged(tmp_path: Path) -> None:
@@ -83,7 +90,8 @@ async def test_sigkill_during_status_changes_loses_nothing_acknowledged(tmp_path
             reg = registry_pb2_grpc.RegistryServiceStub(ch)
             await reg.RegisterIssuer(
                 r.RegisterIssuerRequest(issuer_id=ISSUER, name="HWK", sectors=["energy"]),
-                metadata=md, timeout=10,
+                metadata=md,
+                timeout=10,
             )
             # Four groups of credentials, one concurrent client per group, so
             # that several changes are in flight at the moment of the kill.
@@ -109,7 +117,9 @@ async def test_sigkill_during_status_changes_loses_nothing_acknowledged(tmp_path
         async with grpc.aio.insecure_channel(node.target) as ch:
             reg = registry_pb2_grpc.RegistryServiceStub(ch)
             ver = verification_pb2_grpc.VerificationServiceStub(ch)
-            latest = (await ver.GetCheckpoint(v.GetCheckpointRequest(), metadata=md, timeout=10)).checkpoint
+            latest = (
+                await ver.GetCheckpoint(v.GetCheckpointRequest(), metadata=md, timeout=10)
+            ).checkpoint
             size = latest.tree_size
 
             # Every acknowledged change is there, byte for byte. The whole log
@@ -139,10 +149,14 @@ async def test_sigkill_during_status_changes_loses_nothing_acknowledged(tmp_path
             assert new.tree_size > last_seen.tree_size
             proof = await ver.GetConsistencyProof(
                 v.GetConsistencyProofRequest(old_size=last_seen.tree_size, new_size=new.tree_size),
-                metadata=md, timeout=10,
+                metadata=md,
+                timeout=10,
             )
             merkle.verify_consistency(
-                last_seen.tree_size, new.tree_size, last_seen.root, new.root_hash,
+                last_seen.tree_size,
+                new.tree_size,
+                last_seen.root,
+                new.root_hash,
                 list(proof.proof.hashes),
             )
     finally:
@@ -151,6 +165,7 @@ async def test_sigkill_during_status_changes_loses_nothing_acknowledged(tmp_path
 
 def _reference_root(leaves: list[bytes]) -> bytes:
     """RFC 6962 MTH computed naively from all leaves, independent of storage."""
+
     def mth(items: list[bytes]) -> bytes:
         if len(items) == 1:
             return merkle.leaf_hash(items[0])

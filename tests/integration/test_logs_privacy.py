@@ -21,7 +21,10 @@ def test_full_run_logs_no_names_or_birth_dates(tmp_path: Path) -> None:
     node_log = tmp_path / "node.log"
     proc = subprocess.run(
         [sys.executable, "-m", "credfed.demo"],
-        capture_output=True, text=True, timeout=240, check=False,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
         env=dict(os.environ, CREDFED_DEMO_LOG_LEVEL="debug", CREDFED_DEMO_NODE_LOG=str(node_log)),
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -7,8 +7,8 @@ from typing import Any
 
 import grpc
 import pytest
-
 from conftest import ISSUER, OTHER_ISSUER, RunningNode, draft
+
 from credfed import ids
 from credfed.statuslog.entries import decode_entry
 from credfed.v1 import common_pb2 as c
@@ -38,7 +38,9 @@ async def test_issue_returns_signed_record_log_entry_and_checkpoint(running: Run
     entry = decode_entry(receipt.entry.leaf)
     assert entry.credential_id == cred.credential_id and entry.index == receipt.entry.index
     assert entry.state.status.value == "active" and entry.state.reason == "issued"
-    assert b"Nov" not in receipt.entry.leaf and b"1994" not in receipt.entry.leaf  # no personal data
+    assert (
+        b"Nov" not in receipt.entry.leaf and b"1994" not in receipt.entry.leaf
+    )  # no personal data
     assert receipt.checkpoint.tree_size == receipt.entry.index + 1
 
 
@@ -47,19 +49,26 @@ async def test_full_lifecycle(running: RunningNode) -> None:
     cid = (await running.issue()).credential.credential_id
     s = await reg.SuspendCredential(
         r.SuspendCredentialRequest(
-            credential_id=cid, reason="under_investigation", until="2099-01-31",
+            credential_id=cid,
+            reason="under_investigation",
+            until="2099-01-31",
             appeal_case_ref="VG-M-2026-118",
         ),
-        metadata=md, timeout=10,
+        metadata=md,
+        timeout=10,
     )
     st = s.receipt.credential.status
     assert (st.status, st.suspended_until, st.appeal_case_ref) == (
-        SUSPENDED, "2099-01-31", "VG-M-2026-118"
+        SUSPENDED,
+        "2099-01-31",
+        "VG-M-2026-118",
     )
     assert decode_entry(s.receipt.entry.leaf).state.suspended_until is not None
     assert b"VG-M" not in s.receipt.entry.leaf  # the case reference stays at the origin
     rein = await reg.ReinstateCredential(
-        r.ReinstateCredentialRequest(credential_id=cid, reason="appeal_upheld"), metadata=md, timeout=10
+        r.ReinstateCredentialRequest(credential_id=cid, reason="appeal_upheld"),
+        metadata=md,
+        timeout=10,
     )
     assert rein.receipt.credential.status.status == REINSTATED
     rev = await reg.RevokeCredential(
@@ -67,19 +76,21 @@ async def test_full_lifecycle(running: RunningNode) -> None:
     )
     assert rev.receipt.credential.status.status == REVOKED
     assert rev.receipt.entry.index > rein.receipt.entry.index > s.receipt.entry.index
-    got = await reg.GetCredential(r.GetCredentialRequest(credential_id=cid), metadata=md, timeout=10)
+    got = await reg.GetCredential(
+        r.GetCredentialRequest(credential_id=cid), metadata=md, timeout=10
+    )
     assert got.credential.status.status == REVOKED and got.credential.status.reason == "fraud"
 
 
 @pytest.mark.parametrize(
     ("steps", "illegal"),
     [
-        ([], "reinstate"),                      # not suspended
-        (["revoke"], "suspend"),                # revoked is terminal
+        ([], "reinstate"),  # not suspended
+        (["revoke"], "suspend"),  # revoked is terminal
         (["revoke"], "reinstate"),
         (["revoke"], "revoke"),
-        (["suspend"], "suspend"),               # already suspended (no until-date)
-        (["suspend"], "supersede"),             # reinstate first
+        (["suspend"], "suspend"),  # already suspended (no until-date)
+        (["suspend"], "supersede"),  # reinstate first
         (["supersede"], "suspend"),
         (["supersede"], "supersede"),
     ],
@@ -91,17 +102,22 @@ async def test_illegal_transitions_are_failed_precondition(
     reg, md = running.registry, running.md("admin")
     calls = {
         "suspend": lambda: reg.SuspendCredential(
-            r.SuspendCredentialRequest(credential_id=cid, reason="disciplinary"), metadata=md, timeout=10
+            r.SuspendCredentialRequest(credential_id=cid, reason="disciplinary"),
+            metadata=md,
+            timeout=10,
         ),
         "reinstate": lambda: reg.ReinstateCredential(
-            r.ReinstateCredentialRequest(credential_id=cid, reason="appeal_upheld"), metadata=md, timeout=10
+            r.ReinstateCredentialRequest(credential_id=cid, reason="appeal_upheld"),
+            metadata=md,
+            timeout=10,
         ),
         "revoke": lambda: reg.RevokeCredential(
             r.RevokeCredentialRequest(credential_id=cid, reason="fraud"), metadata=md, timeout=10
         ),
         "supersede": lambda: reg.SupersedeCredential(
             r.SupersedeCredentialRequest(credential_id=cid, reason="upgrade", replacement=draft()),
-            metadata=md, timeout=10,
+            metadata=md,
+            timeout=10,
         ),
     }
     for step in steps:
@@ -115,10 +131,14 @@ async def test_supersede_links_old_and_new(running: RunningNode) -> None:
     old = (await running.issue()).credential.credential_id
     resp = await running.registry.SupersedeCredential(
         r.SupersedeCredentialRequest(
-            credential_id=old, reason="specialisation_added",
-            replacement=draft(title="Elektroniker/in, Fachrichtung Gebäudesystemintegration", eqf_level=5),
+            credential_id=old,
+            reason="specialisation_added",
+            replacement=draft(
+                title="Elektroniker/in, Fachrichtung Gebäudesystemintegration", eqf_level=5
+            ),
         ),
-        metadata=running.md(f"issuer:{ISSUER}"), timeout=10,
+        metadata=running.md(f"issuer:{ISSUER}"),
+        timeout=10,
     )
     new = resp.replacement
     assert new.supersedes == old and new.status.status == ACTIVE
@@ -136,25 +156,33 @@ async def test_issuer_rules(running: RunningNode) -> None:
     # Not registered.
     assert await _code(running.issue(issuer_id="de-unknown")) == grpc.StatusCode.FAILED_PRECONDITION
     # Suspended issuers cannot issue.
-    await reg.SuspendIssuer(r.SuspendIssuerRequest(issuer_id=OTHER_ISSUER), metadata=admin, timeout=10)
+    await reg.SuspendIssuer(
+        r.SuspendIssuerRequest(issuer_id=OTHER_ISSUER), metadata=admin, timeout=10
+    )
     assert await _code(running.issue(issuer_id=OTHER_ISSUER)) == grpc.StatusCode.FAILED_PRECONDITION
     listed = await reg.ListIssuers(r.ListIssuersRequest(), metadata=admin, timeout=10)
     status = {i.issuer_id: i.status for i in listed.issuers}
     assert status == {ISSUER: r.ISSUER_STATUS_ACTIVE, OTHER_ISSUER: r.ISSUER_STATUS_SUSPENDED}
     # Duplicate registration.
-    assert await _code(
-        reg.RegisterIssuer(
-            r.RegisterIssuerRequest(issuer_id=ISSUER, name="again", sectors=["energy"]),
-            metadata=admin, timeout=10,
+    assert (
+        await _code(
+            reg.RegisterIssuer(
+                r.RegisterIssuerRequest(issuer_id=ISSUER, name="again", sectors=["energy"]),
+                metadata=admin,
+                timeout=10,
+            )
         )
-    ) == grpc.StatusCode.ALREADY_EXISTS
+        == grpc.StatusCode.ALREADY_EXISTS
+    )
 
 
 async def test_an_issuer_touches_only_its_own_credentials(running: RunningNode) -> None:
     cid = (await running.issue()).credential.credential_id
     other = running.md(f"issuer:{OTHER_ISSUER}")
     for call in (
-        running.registry.GetCredential(r.GetCredentialRequest(credential_id=cid), metadata=other, timeout=10),
+        running.registry.GetCredential(
+            r.GetCredentialRequest(credential_id=cid), metadata=other, timeout=10
+        ),
         running.registry.RevokeCredential(
             r.RevokeCredentialRequest(credential_id=cid, reason="fraud"), metadata=other, timeout=10
         ),
@@ -195,9 +223,17 @@ async def test_invalid_drafts_name_the_field(
 @pytest.mark.parametrize(
     ("request_", "field"),
     [
-        (r.SuspendCredentialRequest(credential_id="DE-7K3F-Q9XM-2PLA-9", reason="disciplinary"), "credential_id"),
+        (
+            r.SuspendCredentialRequest(credential_id="DE-7K3F-Q9XM-2PLA-9", reason="disciplinary"),
+            "credential_id",
+        ),
         (r.SuspendCredentialRequest(credential_id="{cid}", reason="holiday"), "reason"),
-        (r.SuspendCredentialRequest(credential_id="{cid}", reason="disciplinary", until="2020-01-01"), "until"),
+        (
+            r.SuspendCredentialRequest(
+                credential_id="{cid}", reason="disciplinary", until="2020-01-01"
+            ),
+            "until",
+        ),
         (r.SuspendCredentialRequest(credential_id="{cid}", reason="fraud"), "reason"),
     ],
 )
@@ -228,7 +264,8 @@ async def test_bulk_issue_commits_everything_at_once(running: RunningNode) -> No
     assert resp.checkpoint.tree_size == before.checkpoint.tree_size + 1200
     got = await running.registry.GetCredential(
         r.GetCredentialRequest(credential_id=resp.credential_ids[777]),
-        metadata=running.md("admin"), timeout=10,
+        metadata=running.md("admin"),
+        timeout=10,
     )
     assert got.credential.status.status == ACTIVE
 
@@ -243,7 +280,9 @@ async def test_bulk_issue_with_one_bad_draft_issues_nothing(running: RunningNode
         yield r.BulkIssueCredentialsRequest(drafts=bad)
 
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await running.registry.BulkIssueCredentials(messages(), metadata=running.md("admin"), timeout=60)
+        await running.registry.BulkIssueCredentials(
+            messages(), metadata=running.md("admin"), timeout=60
+        )
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "drafts[623].qualification.eqf_level" in (info.value.details() or "")
     assert await running.node.store.latest_checkpoint() == before
@@ -255,5 +294,7 @@ async def test_bulk_issue_refuses_oversized_messages(running: RunningNode) -> No
         yield r.BulkIssueCredentialsRequest(drafts=[draft() for _ in range(1001)])
 
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await running.registry.BulkIssueCredentials(messages(), metadata=running.md("admin"), timeout=60)
+        await running.registry.BulkIssueCredentials(
+            messages(), metadata=running.md("admin"), timeout=60
+        )
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -12,13 +12,12 @@ from typing import Any
 
 import grpc
 import pytest
-
 from conftest import ISSUER, OTHER_ISSUER, RunningNode, draft
+
 from credfed.rpc.auth import METHOD_ROLES
 from credfed.v1 import federation_pb2 as f
-from credfed.v1 import federation_pb2_grpc
+from credfed.v1 import federation_pb2_grpc, registry_pb2_grpc, verification_pb2_grpc
 from credfed.v1 import registry_pb2 as r
-from credfed.v1 import registry_pb2_grpc, verification_pb2_grpc
 from credfed.v1 import verification_pb2 as v
 
 OK = grpc.StatusCode.OK
@@ -36,7 +35,7 @@ VERIFY = {"admin", "verifier"}
 PEER = {"peer"}
 
 Factory = Callable[[RunningNode, str], Any]
-CASES: dict[str, tuple[str, set[str], Factory]] = {
+CASES: dict[str, tuple[str, set[str], Factory | None]] = {
     "RegisterIssuer": (
         "registry",
         ADMIN,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import grpc
 import pytest
-
 from conftest import RunningNode
+
 from credfed.crypto.keys import SigningKey
 from credfed.errors import ProofError
 from credfed.independent import check_answer
@@ -24,7 +24,8 @@ async def _verify(rn: RunningNode, cid: str, **attr: str) -> v.VerificationResul
     resp = await rn.verification.Verify(
         v.VerifyRequest(credential_id=cid, **attr), metadata=rn.md("verifier"), timeout=10
     )
-    return resp.result
+    result: v.VerificationResult = resp.result
+    return result
 
 
 def _keys(rn: RunningNode) -> dict[str, object]:
@@ -62,7 +63,8 @@ async def test_proof_is_of_the_newest_status_entry(running: RunningNode) -> None
     cid = (await running.issue()).credential.credential_id
     revoked = await running.registry.RevokeCredential(
         r.RevokeCredentialRequest(credential_id=cid, reason="fraud"),
-        metadata=running.md("admin"), timeout=10,
+        metadata=running.md("admin"),
+        timeout=10,
     )
     res = await _verify(running, cid, family_name="novák")
     assert res.status == c.CREDENTIAL_STATUS_REVOKED
@@ -72,8 +74,11 @@ async def test_proof_is_of_the_newest_status_entry(running: RunningNode) -> None
     tampered_leaf = res.status_entry.leaf.replace(b"revoked", b"active_")
     with pytest.raises(ProofError):
         merkle.verify_inclusion(
-            merkle.leaf_hash(tampered_leaf), res.status_entry.index, res.checkpoint.tree_size,
-            list(res.inclusion_proof.hashes), res.checkpoint.root_hash,
+            merkle.leaf_hash(tampered_leaf),
+            res.status_entry.index,
+            res.checkpoint.tree_size,
+            list(res.inclusion_proof.hashes),
+            res.checkpoint.root_hash,
         )
 
 
@@ -134,7 +139,9 @@ async def test_a_typo_in_the_id_is_caught_before_lookup(running: RunningNode) ->
 
 
 async def test_expiry_is_derived(running: RunningNode) -> None:
-    cid = (await running.issue(issued_on="2010-01-01", valid_until="2015-12-31")).credential.credential_id
+    cid = (
+        await running.issue(issued_on="2010-01-01", valid_until="2015-12-31")
+    ).credential.credential_id
     res = await _verify(running, cid, birth_date="1994-03-17")
     assert res.status == c.CREDENTIAL_STATUS_EXPIRED
     assert res.status_detail.status == c.CREDENTIAL_STATUS_ACTIVE  # what the log says
@@ -171,7 +178,8 @@ async def test_consistency_proof_between_checkpoints(running: RunningNode) -> No
     for _ in range(6):
         last = (await running.issue()).checkpoint
     resp = await running.verification.GetConsistencyProof(
-        v.GetConsistencyProofRequest(old_size=first.tree_size), metadata=running.md("verifier"),
+        v.GetConsistencyProofRequest(old_size=first.tree_size),
+        metadata=running.md("verifier"),
         timeout=10,
     )
     assert resp.checkpoint.tree_size == last.tree_size
@@ -181,7 +189,8 @@ async def test_consistency_proof_between_checkpoints(running: RunningNode) -> No
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await running.verification.GetConsistencyProof(
             v.GetConsistencyProofRequest(old_size=last.tree_size + 5),
-            metadata=running.md("verifier"), timeout=10,
+            metadata=running.md("verifier"),
+            timeout=10,
         )
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 

@@ -6,8 +6,6 @@ import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-import grpc
-
 from credfed import ids, validation
 from credfed.errors import CredfedError, PreconditionError, ValidationError
 from credfed.models import CredentialDraft, Status
