@@ -86,6 +86,15 @@ async def test_missing_directory_is_a_storage_error(
         await SqliteStore.open(tmp_path / "absent" / "node.db")
 
 
+async def test_a_file_that_is_not_a_database_is_a_storage_error(
+    tmp_path: Path, no_leaked_threads: None
+) -> None:
+    path = tmp_path / "node.db"
+    path.write_bytes(b"this is not a database, just some text" * 100)
+    with pytest.raises(StorageError):
+        await SqliteStore.open(path)
+
+
 async def test_pragmas_are_set_on_both_connections(sqlite_store: SqliteStore) -> None:
     for conn in (sqlite_store._writer, sqlite_store._reader):
         assert list(await conn.execute_fetchall("PRAGMA journal_mode")) == [("wal",)]
@@ -222,6 +231,39 @@ async def test_another_process_writer_is_waited_for(tmp_path: Path) -> None:
             async with asyncio.timeout(5):
                 assert await task == 1  # and then sees the other writer's leaf
         assert await store.get_log_entries(0, 2) == [b"\x01", leaf(1)]
+    finally:
+        await store.close()
+
+
+async def test_cancel_while_waiting_for_another_process(tmp_path: Path) -> None:
+    path = tmp_path / "node.db"
+    store = await SqliteStore.open(path)
+    try:
+        with _raw(path) as other:
+            other.execute("BEGIN IMMEDIATE")
+
+            async def write() -> None:
+                async with store.write() as tx:
+                    await tx.append_log(0, [leaf(0)], [])
+
+            task = asyncio.create_task(write())
+            await asyncio.sleep(0.1)
+            task.cancel()
+            await asyncio.sleep(0.1)
+            # The BEGIN still sits in SQLite's busy wait; the cancelled
+            # block must not return (and free the writer) before undoing
+            # it, even when cancelled again.
+            assert not task.done()
+            task.cancel()
+            await asyncio.sleep(0.1)
+            assert not task.done()
+            other.execute("COMMIT")
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert await store.log_size() == 0
+        async with asyncio.timeout(5), store.write() as tx:
+            await tx.append_log(0, [leaf(0)], [])
+        assert await store.log_size() == 1
     finally:
         await store.close()
 

@@ -46,7 +46,7 @@ from credfed.models import (
 )
 from credfed.storage.base import NodeId, WriteTx
 
-__all__ = ["SqliteStore", "load_migrations"]
+__all__ = ["Migration", "SqliteStore", "load_migrations"]
 
 Row = tuple[Any, ...]
 _T = TypeVar("_T")
@@ -259,8 +259,9 @@ async def _many(conn: aiosqlite.Connection, sql: str, rows: Sequence[Row]) -> No
 
 async def _to_completion(step: Awaitable[None]) -> None:
     """Await ``step`` even if this task is cancelled meanwhile, then re-raise
-    the cancellation: a COMMIT or ROLLBACK must finish before the write lock
-    is released, or the next writer would find a transaction still open."""
+    the cancellation: the write lock must stay held until the COMMIT or
+    ROLLBACK has really run, so the next writer never meets a half-ended
+    transaction (whatever order aiosqlite happens to run queued calls in)."""
 
     async def run() -> None:
         await step
@@ -309,6 +310,7 @@ async def _connect(path: Path, *, read_only: bool) -> aiosqlite.Connection:
 async def _close(conn: aiosqlite.Connection) -> None:
     # aiosqlite resolves close() from its worker thread just before that
     # thread exits; wait for the exit so no thread outlives the store.
+    # (_thread is private: if a release renames it, we only skip the wait.)
     thread = getattr(conn, "_thread", None)
     await conn.close()
     if isinstance(thread, threading.Thread):
