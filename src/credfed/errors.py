@@ -72,3 +72,48 @@ class StorageError(CredfedError):
 
 class ConfigError(CredfedError):
     """A configuration file or setting is invalid; the message names the setting."""
+
+
+class TrustError(CredfedError):
+    """A partner's data or descriptor is not acceptable."""
+
+
+class FingerprintMismatchError(TrustError):
+    """A descriptor offered for pinning is not the one the operator confirmed."""
+
+
+class UntrustedSignerError(TrustError):
+    """Not validly signed by a key trusted for this origin at the relevant time."""
+
+
+class DescriptorRollbackError(TrustError):
+    """A descriptor update does not raise the version."""
+
+
+class DescriptorMismatchError(TrustError):
+    """A descriptor update changes the country or node id, or claims another
+    origin's key."""
+
+
+class CheckpointRollbackError(TrustError):
+    """A checkpoint is older than the one we already hold."""
+
+
+class EquivocationError(TrustError):
+    """An origin signed two inconsistent checkpoints; ``evidence`` proves it."""
+
+    def __init__(self, message: str, evidence: ForkEvidence) -> None:
+        super().__init__(message)
+        self.evidence = evidence
+
+
+class ForkedOriginError(TrustError):
+    """The origin is proven forked: no new data of it is accepted."""
+
+
+# At the end, not the top: the file is append-only for concurrent editors, and
+# the import is for annotations only (federation imports this module).
+from typing import TYPE_CHECKING  # noqa: E402
+
+if TYPE_CHECKING:
+    from credfed.federation.evidence import ForkEvidence

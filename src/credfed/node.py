@@ -27,13 +27,12 @@ class Node:
         key = SigningKey.load(config.key_path)
         store = await SqliteStore.open(config.db_path)
         log = StatusLog(config.country, key, now)
-        keys = {key.key_id: key.verifying_key()}
         return cls(
             config=config,
             store=store,
             key=key,
             registry=Registry(store, log, key, config.country, now),
-            verifier=Verifier(store, keys, now),
+            verifier=Verifier(store, now),
         )
 
     async def close(self) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 from credfed import ids
+from credfed import logging as clog
 from credfed.clock import Clock
 from credfed.crypto.envelope import CREDENTIAL_TYPE, sign_envelope
 from credfed.crypto.keys import SigningKey
@@ -37,6 +38,8 @@ from credfed.records import encode_record, record_from_draft
 from credfed.statuslog.log import LogEntry, StatusLog
 from credfed.storage.base import LogReader, Store, WriteTx
 from credfed.validation import family_key
+
+log = clog.get("credfed.registry")
 
 #: Builds the new logged state from "now".
 _StateFactory = Callable[[datetime], StatusState]
@@ -95,7 +98,14 @@ class Registry:
         _check_owner(actor, draft.issuer_id)
         async with self._store.write() as tx:
             credential = await self._prepare(tx, draft, supersedes=None)
-            return await self._record_new(tx, [credential])
+            receipt = await self._record_new(tx, [credential])
+        log.info(
+            "credential.issued",
+            credential_id=credential.credential_id,
+            issuer_id=credential.issuer_id,
+            log_index=receipt.entry.index,
+        )
+        return receipt
 
     async def bulk_issue(
         self, actor: Role, batches: AsyncIterator[Sequence[CredentialDraft]]
@@ -131,6 +141,11 @@ class Registry:
                 issued.extend(c.credential_id for c in credentials)
             if issued:
                 checkpoint = await self._log.checkpoint(tx)
+        log.info(
+            "credentials.bulk_issued",
+            count=len(issued),
+            tree_size=checkpoint.checkpoint.tree_size if checkpoint else None,
+        )
         return BulkResult(issued, checkpoint)
 
     async def suspend(
@@ -192,6 +207,13 @@ class Registry:
             await tx.update_credential_state(credential_id, old_state, old_entry.index)
             checkpoint = await self._log.checkpoint(tx)
             old = await _existing(tx, credential_id)
+        log.info(
+            "credential.superseded",
+            credential_id=credential_id,
+            superseded_by=new.credential_id,
+            reason=reason,
+            log_index=old_entry.index,
+        )
         return Receipt(old, old_entry, checkpoint), new
 
     # -- internals --------------------------------------------------------------
@@ -205,6 +227,13 @@ class Registry:
             await tx.update_credential_state(credential_id, state, entry.index)
             checkpoint = await self._log.checkpoint(tx)
             updated = await _existing(tx, credential_id)
+        log.info(
+            "credential.status_changed",
+            credential_id=credential_id,
+            status=state.status.value,
+            reason=state.reason,
+            log_index=entry.index,
+        )
         return Receipt(updated, entry, checkpoint)
 
     async def _prepare(

@@ -21,13 +21,17 @@ _EARLIEST = date(1900, 1, 1)
 
 
 def text(value: str, field: str, *, max_len: int = MAX_TEXT, required: bool = True) -> str:
-    value = unicodedata.normalize("NFC", value.strip())
-    if required and not value:
-        raise ValidationError(field, "is required")
+    value = value.strip()
     if len(value) > max_len:
         raise ValidationError(field, f"is longer than {max_len} characters")
-    if any(unicodedata.category(c).startswith("C") for c in value):
-        raise ValidationError(field, "contains control characters")
+    # isprintable() is False for every control, format and unassigned code
+    # point (categories C*) and for separators other than the ASCII space.
+    if not value.isprintable():
+        raise ValidationError(field, "contains control or separator characters")
+    if not unicodedata.is_normalized("NFC", value):
+        value = unicodedata.normalize("NFC", value)
+    if required and not value:
+        raise ValidationError(field, "is required")
     return value
 
 

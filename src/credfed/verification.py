@@ -6,19 +6,18 @@ the same message, so that a verifier cannot probe which ids exist.
 
 from __future__ import annotations
 
+import functools
 import hmac
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
 from credfed.clock import Clock
-from credfed.crypto.envelope import CREDENTIAL_TYPE, verify_envelope
-from credfed.crypto.keys import VerifyingKey
 from credfed.errors import NotFoundError, ProofError, ValidationError
 from credfed.lifecycle import effective_status
 from credfed.models import SignedCheckpoint, Status, StoredCredential
 from credfed.records import Record, decode_record
 from credfed.statuslog import log as statuslog
+from credfed.statuslog import merkle
 from credfed.storage.base import Store
 from credfed.validation import family_key
 
@@ -45,30 +44,33 @@ class Verification:
 
 
 class Verifier:
-    def __init__(self, store: Store, keys: Mapping[str, VerifyingKey], clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock) -> None:
         self._store = store
-        self._keys = keys
         self._clock = clock
 
     async def verify(self, credential_id: str, attribute: HolderAttribute) -> Verification:
-        credential = await self._store.get_credential(credential_id)
-        if credential is None or not _matches(credential, attribute):
-            raise NotFoundError(NOT_FOUND_MESSAGE)
-        # Verify before use: a record altered in the database is refused.
-        verify_envelope(credential.record, self._keys, CREDENTIAL_TYPE)
-        checkpoint = await self.checkpoint()
-        size = checkpoint.checkpoint.tree_size
-        index = credential.last_entry_index
-        leaves = await self._store.get_log_entries(index, index + 1)
-        if not leaves:
-            raise ProofError(f"log entry {index} is missing")
-        proof = await statuslog.inclusion_proof(self._store, index, size)
+        for _ in range(3):
+            checkpoint = await self.checkpoint()
+            size = checkpoint.checkpoint.tree_size
+            read = await self._store.get_credential_proof(
+                credential_id,
+                functools.partial(_proof_node_ids, size=size),
+            )
+            if read is None or not _matches(read.credential, attribute):
+                raise NotFoundError(NOT_FOUND_MESSAGE)
+            # A change committed between the two reads: prove against the newer checkpoint.
+            if read.credential.last_entry_index < size:
+                break
+        else:
+            raise ProofError("the log moved on three times during one verification")
+        credential = read.credential
+        proof = merkle.inclusion_proof(credential.last_entry_index, size, read.nodes)
         now = self._clock()
         return Verification(
             credential=credential,
             record=decode_record(credential.record.payload),
             status=effective_status(credential.state, credential.valid_until, now.date()),
-            leaf=leaves[0],
+            leaf=read.leaf,
             proof=proof,
             checkpoint=checkpoint,
             data_age_seconds=max(0, int((now - checkpoint.checkpoint.timestamp).total_seconds())),
@@ -92,6 +94,10 @@ class Verifier:
             raise ValidationError("new_size", f"is beyond the log size {latest}")
         proof = await statuslog.consistency_proof(self._store, old_size, size)
         return proof, await self._store.get_checkpoint(size)
+
+
+def _proof_node_ids(index: int, size: int) -> list[tuple[int, int]]:
+    return merkle.nodes_for_ranges(merkle.inclusion_proof_ranges(index, size))
 
 
 def _matches(credential: StoredCredential, attribute: HolderAttribute) -> bool:

@@ -18,8 +18,9 @@ checks them):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Protocol
 
 from credfed.models import (
@@ -34,6 +35,16 @@ from credfed.models import (
 #: A perfect Merkle subtree: (level, index) covers leaves
 #: [index * 2**level, (index + 1) * 2**level). Level 0 holds the leaf hashes.
 NodeId = tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialProofRead:
+    """A credential, its newest log leaf and the Merkle nodes of its proof,
+    read in one consistent snapshot."""
+
+    credential: StoredCredential
+    leaf: bytes
+    nodes: dict[NodeId, bytes]
 
 
 class LogReader(Protocol):
@@ -110,5 +121,14 @@ class Store(LogReader, Protocol):
         ...
 
     async def latest_checkpoint(self) -> SignedCheckpoint | None: ...
+
+    async def get_credential_proof(
+        self, credential_id: str, node_ids: Callable[[int], Sequence[NodeId]]
+    ) -> CredentialProofRead | None:
+        """The verify hot path in one snapshot: the credential, the leaf at its
+        ``last_entry_index`` and the nodes ``node_ids(last_entry_index)`` names
+        (the caller knows which proof it needs). None if there is no such
+        credential."""
+        ...
 
     async def get_checkpoint(self, tree_size: int) -> SignedCheckpoint | None: ...

@@ -21,7 +21,8 @@ import re
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -44,7 +45,7 @@ from credfed.models import (
     StoredCredential,
     parse_role,
 )
-from credfed.storage.base import NodeId, WriteTx
+from credfed.storage.base import CredentialProofRead, NodeId, WriteTx
 
 __all__ = ["Migration", "SqliteStore", "load_migrations"]
 
@@ -447,6 +448,66 @@ async def _get_issuer(conn: aiosqlite.Connection, issuer_id: str) -> Issuer | No
     return _issuer(rows[0]) if rows else None
 
 
+class _SnapshotReader:
+    """A plain sqlite3 connection owned by one dedicated thread, for the
+    verify hot path: several queries in one read transaction (a consistent
+    snapshot) for the price of one thread hop, where aiosqlite would take
+    one hop per query."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credfed-snapshot")
+        self._conn: sqlite3.Connection | None = None
+
+    async def run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._in_snapshot, fn)
+
+    def _in_snapshot(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        if self._conn is None:
+            self._conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            self._conn.execute("PRAGMA query_only = ON")
+            self._conn.execute("PRAGMA busy_timeout = 10000")
+        try:
+            self._conn.execute("BEGIN")
+            try:
+                return fn(self._conn)
+            finally:
+                self._conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            raise StorageError(f"sqlite: {e}") from e
+
+    async def close(self) -> None:
+        def close_conn() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._pool, close_conn)
+        self._pool.shutdown(wait=True)
+
+
+def _read_credential_proof(
+    conn: sqlite3.Connection, credential_id: str, node_ids: Callable[[int], Sequence[NodeId]]
+) -> CredentialProofRead | None:
+    row = conn.execute(_GET_CREDENTIAL, (credential_id,)).fetchone()
+    if row is None:
+        return None
+    credential = _credential(tuple(row))
+    index = credential.last_entry_index
+    leaf = conn.execute("SELECT leaf FROM log_leaves WHERE idx = ?", (index,)).fetchone()
+    if leaf is None:
+        raise StorageError(f"log entry {index} of {credential_id} is missing")
+    keys = sorted({k for lv, ix in node_ids(index) if (k := _node_key(lv, ix)) is not None})
+    nodes: dict[NodeId, bytes] = {}
+    for chunk in _chunks(keys, _MAX_PARAMS):
+        sql = (
+            f"SELECT node_key, hash FROM log_nodes WHERE node_key IN ({_placeholders(len(chunk))})"  # noqa: S608 (placeholders only)
+        )
+        for key, digest in conn.execute(sql, chunk):
+            nodes[_node_id(key)] = digest
+    return CredentialProofRead(credential, leaf[0], nodes)
+
+
 # -- the write transaction --------------------------------------------------------
 
 
@@ -456,6 +517,8 @@ class _SqliteTx:
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn_or_none: aiosqlite.Connection | None = conn
+        # The newest checkpoint this transaction added, published on commit.
+        self.added_checkpoint: SignedCheckpoint | None = None
         # One operation at a time, so the savepoints of two tasks sharing
         # this transaction cannot interleave.
         self._op_lock = asyncio.Lock()
@@ -620,6 +683,11 @@ class _SqliteTx:
             raise AlreadyExistsError(
                 f"checkpoint for tree size {cp.tree_size} already exists"
             ) from e
+        if (
+            self.added_checkpoint is None
+            or cp.tree_size > self.added_checkpoint.checkpoint.tree_size
+        ):
+            self.added_checkpoint = checkpoint
 
 
 # -- the store ------------------------------------------------------------------
@@ -640,6 +708,11 @@ class SqliteStore:
         self._write_lock = asyncio.Lock()
         self._write_owner: asyncio.Task[Any] | None = None
         self._closed = False
+        # The latest checkpoint, kept after each commit that adds one: verify
+        # reads it on every call. Valid because one process writes a SQLite
+        # node's log (several processes need the PostgreSQL backend).
+        self._latest: SignedCheckpoint | None = None
+        self._snapshots = _SnapshotReader(path)
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:
@@ -672,6 +745,7 @@ class SqliteStore:
         self._closed = True
         # Let a running write transaction finish first.
         async with self._write_lock:
+            await self._snapshots.close()
             await _close(self._reader)
             await _close(self._writer)
 
@@ -706,6 +780,7 @@ class SqliteStore:
                 yield tx
                 tx._finish()
                 await _end_transaction(self._writer.commit(), "commit")
+                self._publish(tx.added_checkpoint)
             except BaseException:
                 tx._finish()
                 # A no-op if BEGIN failed or COMMIT went through.
@@ -713,6 +788,13 @@ class SqliteStore:
                 raise
             finally:
                 self._write_owner = None
+
+    def _publish(self, added: SignedCheckpoint | None) -> None:
+        # Only ever forward: the latest is the one of the largest tree.
+        if added is None or self._latest is None:
+            return  # unknown yet: the next read loads it from the database
+        if added.checkpoint.tree_size > self._latest.checkpoint.tree_size:
+            self._latest = added
 
     # -- reads (committed data only) -------------------------------------------------
 
@@ -747,8 +829,21 @@ class SqliteStore:
         return [r[0] for r in rows]
 
     async def latest_checkpoint(self) -> SignedCheckpoint | None:
+        if self._latest is not None:
+            self._check_open()
+            return self._latest
         rows = await self._read(_LATEST_CHECKPOINT)
-        return _checkpoint(rows[0]) if rows else None
+        if rows:
+            self._latest = _checkpoint(rows[0])
+        return self._latest
+
+    async def get_credential_proof(
+        self, credential_id: str, node_ids: Callable[[int], Sequence[NodeId]]
+    ) -> CredentialProofRead | None:
+        self._check_open()
+        return await self._snapshots.run(
+            lambda conn: _read_credential_proof(conn, credential_id, node_ids)
+        )
 
     async def get_checkpoint(self, tree_size: int) -> SignedCheckpoint | None:
         rows = await self._read(_GET_CHECKPOINT, (tree_size,))

@@ -280,6 +280,33 @@ class StoreSuite:
         assert len(wanted) == 60
         assert await store.get_log_nodes(wanted) == {i: everything[i] for i in wanted}
 
+    async def test_credential_proof_reads_one_snapshot(self, store: Store) -> None:
+        size = await _append(store, 40)
+        credential = make_credential("XX-PROOF", last_entry_index=17)
+        await _seed(store, credential)
+        everything = {(level, index): h for level, index, h in completed_nodes(0, size)}
+        asked: list[int] = []
+
+        def ids_for(index: int) -> list[tuple[int, int]]:
+            asked.append(index)
+            return [(0, index), (2, 3), (5, 0), (9, 9)]  # the last one does not exist
+
+        read = await store.get_credential_proof("XX-PROOF", ids_for)
+        assert read is not None
+        assert asked == [17]
+        assert read.credential == credential
+        assert read.leaf == leaf(17)
+        assert read.nodes == {i: everything[i] for i in [(0, 17), (2, 3), (5, 0)]}
+        assert await store.get_credential_proof("XX-NONE", ids_for) is None
+
+    async def test_credential_proof_sees_only_committed_data(self, store: Store) -> None:
+        await _append(store, 4)
+        await _seed(store)
+        async with store.write() as tx:
+            await tx.insert_credentials([make_credential("XX-OPEN", last_entry_index=2)])
+            assert await store.get_credential_proof("XX-OPEN", lambda i: []) is None
+        assert await store.get_credential_proof("XX-OPEN", lambda i: []) is not None
+
     async def test_append_at_the_wrong_index_is_refused(self, store: Store) -> None:
         with pytest.raises(StorageError):
             async with store.write() as tx:
