@@ -79,6 +79,17 @@ def exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def entry(main: Callable[[], int]) -> int:
+    """Run a benchmark's main; Ctrl-C ends it with one line, after every
+    ``finally`` has stopped the nodes and removed the temp dirs."""
+    exit_on_sigterm()
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print("\ninterrupted: nodes stopped, temporary data removed", file=sys.stderr)
+        return 130
+
+
 @contextmanager
 def workspace(prefix: str) -> Iterator[Path]:
     root = Path(tempfile.mkdtemp(prefix=f"credfed-bench-{prefix}-"))
@@ -159,14 +170,11 @@ class NodeProcess:
                  "--listen", "127.0.0.1:0", "--port-file", str(port_file)],
                 stdout=log, stderr=log, env=env,
             )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while not port_file.exists():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"node exited at start; see {self.log_path}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("node did not start in time")
-            time.sleep(0.02)
-        self.port = int(port_file.read_text())
+        try:
+            self.port = _wait_for_port(self.proc, port_file, timeout)
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self, grace: float = 8.0) -> None:
         """SIGTERM, then SIGKILL if it lingers; safe to call twice. Every
@@ -201,6 +209,17 @@ class NodeProcess:
                     continue
                 counts[(str(entry.get("method")), str(entry.get("code")))] += 1
         return counts
+
+
+def _wait_for_port(proc: subprocess.Popen[bytes], port_file: Path, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while not port_file.exists():
+        if proc.poll() is not None:
+            raise RuntimeError(f"node exited at start (status {proc.returncode})")
+        if time.monotonic() > deadline:
+            raise RuntimeError("node did not start in time")
+        time.sleep(0.02)
+    return int(port_file.read_text())
 
 
 @contextmanager
@@ -384,5 +403,7 @@ def _revision() -> str:
         ).stdout.strip()
 
     head = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--", "src")
-    return f"{head}{' + uncommitted src/ changes' if dirty else ''}"
+    dirty = [
+        line.split(maxsplit=1)[1] for line in git("status", "--porcelain", "--", "src").splitlines()
+    ]
+    return f"{head} + uncommitted changes in {', '.join(dirty)}" if dirty else head

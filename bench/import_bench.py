@@ -27,6 +27,7 @@ from credfed.rpc import convert
 from credfed.v1 import registry_pb2 as r
 
 GOAL = 0.5
+MIN_COUNT = 20_000  # enough for the node to reach its steady rate
 
 
 def signed_payloads(count: int) -> list[bytes]:
@@ -60,7 +61,8 @@ def import_round(node: bk.NodeProcess, count: int, first: int) -> tuple[float, f
     return count / elapsed, cpu
 
 
-def run(count: int, rounds: int, profile_dir: str | None = None) -> bk.Result:
+def run(args: argparse.Namespace) -> bk.Result:
+    count, rounds = args.count, args.rounds
     bk.log(f"import: preparing {count} realistic payloads for the signing baseline")
     payloads = signed_payloads(count)
     size = statistics.mean(len(p) for p in payloads)
@@ -73,7 +75,7 @@ def run(count: int, rounds: int, profile_dir: str | None = None) -> bk.Result:
         # Alternate baseline and measurement so drift on a shared machine hits both.
         for i in range(rounds):
             sign_rates.append(signing_rate(payloads))
-            with profiling.maybe_profile(node.pid, profile_dir, f"import-{i}"):
+            with profiling.maybe_profile(node.pid, args.profile, f"import-{i}"):
                 rate, cpu = import_round(node, count, first=bk.BATCH + i * count)
             import_rates.append(rate)
             cpu_shares.append(cpu)
@@ -103,19 +105,19 @@ def _fmt(values: Sequence[float]) -> str:
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--count", type=int, default=20_000, help="credentials per round (>= 20000)")
+    p.add_argument("--count", type=int, default=MIN_COUNT, help="credentials per round")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--profile", metavar="DIR", help="record py-spy profiles of the node here")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.count < MIN_COUNT:
+        p.error(f"--count must be at least {MIN_COUNT:,}")
+    return args
 
 
 def main(argv: Sequence[str] = sys.argv[1:]) -> int:
-    bk.exit_on_sigterm()
-    args = parse(argv)
-    result = run(args.count, args.rounds, args.profile)
-    result.print()
+    run(parse(argv)).print()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bk.entry(main))

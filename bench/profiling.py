@@ -1,7 +1,8 @@
 """py-spy around a benchmark phase, and a text summary of its raw output.
 
-``python bench/profiling.py FILE [--top N]`` prints the summary of a raw
-profile written by ``--profile DIR`` of any benchmark. Profiled runs are for
+``python bench/profiling.py FILE... [--top N]`` prints the summary of raw
+profiles written by ``--profile DIR`` of any benchmark (several files, e.g.
+the rounds of one benchmark, are merged). Profiled runs are for
 finding costs only: sampling slows the node, so their figures are not recorded.
 """
 
@@ -72,7 +73,7 @@ def maybe_profile(pid: int, out_dir: str | None, label: str) -> Iterator[None]:
     path = Path(out_dir) / f"{label}.txt"
     with record(pid, path):
         yield
-    print(summarize(path), flush=True)
+    print(summarize([path]), flush=True)
 
 
 @dataclass
@@ -88,9 +89,12 @@ def _frame_name(frame: str) -> str:
     return f"{name} ({where.rsplit('/', 1)[-1]}" if where else name
 
 
-def load(path: Path) -> dict[str, ThreadProfile]:
+def load(paths: Sequence[Path]) -> dict[str, ThreadProfile]:
+    """Per-thread samples; threads are named without their id, so the same
+    thread of several recordings (rounds) adds up."""
     threads: dict[str, ThreadProfile] = defaultdict(ThreadProfile)
-    for line in path.read_text().splitlines():
+    lines = (line for path in paths for line in path.read_text().splitlines())
+    for line in lines:
         match = _LINE.match(line)
         if match is None:
             continue
@@ -98,6 +102,7 @@ def load(path: Path) -> dict[str, ThreadProfile]:
         count = int(match["count"])
         # With --threads the first frame names the process, then the thread.
         thread = next((f for f in frames[:2] if f.startswith("thread ")), "thread ?")
+        thread = re.sub(r"^thread \(\d+\): ", "", thread)
         stack = [_frame_name(f) for f in frames if not f.startswith(("process ", "thread "))]
         prof = threads[thread]
         prof.samples += count
@@ -109,13 +114,14 @@ def load(path: Path) -> dict[str, ThreadProfile]:
     return dict(threads)
 
 
-def summarize(path: Path, top: int = 15) -> str:
+def summarize(paths: Sequence[Path], top: int = 15) -> str:
     """Busy threads by share of wall time, each with its top frames as a
     share of that thread's busy (sampled) time."""
-    threads = load(path)
-    meta = json.loads(_meta(path).read_text()) if _meta(path).exists() else None
-    wall = meta["seconds"] * meta["rate"] if meta else None
-    out = [f"profile {path}" + (f" ({meta['seconds']:.1f} s wall)" if meta else "")]
+    threads = load(paths)
+    metas = [json.loads(_meta(p).read_text()) for p in paths if _meta(p).exists()]
+    wall = sum(m["seconds"] * m["rate"] for m in metas) if len(metas) == len(paths) else None
+    seconds = sum(m["seconds"] for m in metas)
+    out = [f"profile of {', '.join(p.name for p in paths)} ({seconds:.1f} s wall)"]
     for thread, prof in sorted(threads.items(), key=lambda kv: -kv[1].samples):
         if wall is not None and prof.samples < 0.02 * wall:
             continue
@@ -136,10 +142,10 @@ def _top(counts: Counter[str], total: int, top: int) -> list[str]:
 
 def main(argv: Sequence[str] = sys.argv[1:]) -> int:
     p = argparse.ArgumentParser(description="Summarise a raw py-spy profile.")
-    p.add_argument("file", type=Path)
+    p.add_argument("files", type=Path, nargs="+")
     p.add_argument("--top", type=int, default=15)
     args = p.parse_args(argv)
-    print(summarize(args.file, args.top))
+    print(summarize(args.files, args.top))
     return 0
 
 

@@ -17,9 +17,13 @@ import import_bench
 import scale_bench
 import verify_bench
 
-BENCHES: dict[str, tuple[Callable[[Sequence[str]], object], Callable[..., bk.Result]]] = {
+# name: (parse its argv, run it)
+BENCHES: dict[
+    str,
+    tuple[Callable[[Sequence[str]], argparse.Namespace], Callable[[argparse.Namespace], bk.Result]],
+] = {
     "verify": (verify_bench.parse, verify_bench.run),
-    "import": (import_bench.parse, lambda a: import_bench.run(a.count, a.rounds, a.profile)),
+    "import": (import_bench.parse, import_bench.run),
     "scale": (scale_bench.parse, scale_bench.run),
 }
 
@@ -64,7 +68,6 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] = sys.argv[1:]) -> int:
-    bk.exit_on_sigterm()
     args = parse(argv)
     info = bk.machine()
     for key, value in info:
@@ -85,4 +88,4 @@ def main(argv: Sequence[str] = sys.argv[1:]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bk.entry(main))

@@ -24,20 +24,22 @@ import profiling
 GOAL = 1.2
 
 
-def build(root: Path, name: str, count: int) -> tuple[bk.NodeProcess, list[str]]:
-    """A served node holding ``count`` imported credentials (not yet stopped:
-    the caller's ExitStack owns it)."""
+def start(root: Path, name: str) -> bk.NodeProcess:
     bk.cli("init", "--country", bk.COUNTRY, "--data-dir", str(root / name),
            "--listen", "127.0.0.1:0")  # fmt: skip
     node = bk.NodeProcess(root / name, root / f"{name}.log")
     node.start()
+    return node
+
+
+def fill(node: bk.NodeProcess, name: str, count: int) -> list[str]:
+    """Bulk import ``count`` credentials, printing progress; their ids."""
     bk.register_issuer(node)
 
     def progress(done: int, seconds: float) -> None:
         bk.log(f"{name}: {done:,}/{count:,} credentials ({done / seconds:,.0f}/s)")
 
-    ids = bk.import_credentials(node, count, progress)
-    return node, ids
+    return bk.import_credentials(node, count, progress)
 
 
 def sample(ids: Sequence[str], n: int, rng: random.Random) -> list[list[str]]:
@@ -70,7 +72,9 @@ def run(args: argparse.Namespace) -> bk.Result:
             sizes = {"small": args.small, "big": big_count}
             spec: dict[str, object] = {"warmup": args.warmup, "blocks": args.blocks, "nodes": {}}
             for name, count in sizes.items():
-                nodes[name], ids = build(root, name, count)
+                # Registered before the long import, so an interrupt stops it too.
+                nodes[name] = start(root, name)
+                ids = fill(nodes[name], name, count)
                 pairs = sample(ids, args.warmup + args.samples, rng)
                 del ids
                 nodes[name].restart()
@@ -126,10 +130,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] = sys.argv[1:]) -> int:
-    bk.exit_on_sigterm()
     run(parse(argv)).print()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bk.entry(main))

@@ -7,6 +7,7 @@ touches only its own credentials) happens here, where the data is.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
@@ -25,6 +26,7 @@ from credfed.errors import (
 from credfed.lifecycle import check_transition
 from credfed.models import (
     CredentialDraft,
+    Envelope,
     Issuer,
     IssuerStatus,
     Role,
@@ -116,29 +118,39 @@ class Registry:
         rolls everything back.
         """
         issued: list[str] = []
+        seen = 0
         checkpoint: SignedCheckpoint | None = None
+        # A two-stage pipeline: batch k is signed in a worker thread (the
+        # Ed25519 code releases the GIL) while this thread validates batch
+        # k + 1 and writes batch k - 1.
+        pending: tuple[list[_Unsigned], asyncio.Future[list[Envelope]]] | None = None
         async with self._store.write() as tx:
             issuers: dict[str, Issuer] = {}
-            async for batch in batches:
-                if len(issued) + len(batch) > MAX_BULK_TOTAL:
-                    raise ValidationError("drafts", f"more than {MAX_BULK_TOTAL} in one stream")
-                credentials = []
-                for n, draft in enumerate(batch):
-                    _check_owner(actor, draft.issuer_id)
-                    issuer = issuers.get(draft.issuer_id)
-                    if issuer is None:
-                        issuer = issuers[draft.issuer_id] = await _usable_issuer(
-                            tx, draft.issuer_id
-                        )
-                    _check_sector(issuer, draft, f"drafts[{len(issued) + n}]")
-                    credentials.append(self._sign_new(issuer, draft, supersedes=None))
-                entries = await self._log.append(
-                    tx, [(c.credential_id, c.state) for c in credentials]
-                )
-                await tx.insert_credentials(
-                    [_with_index(c, e.index) for c, e in zip(credentials, entries, strict=True)]
-                )
-                issued.extend(c.credential_id for c in credentials)
+            try:
+                async for batch in batches:
+                    if seen + len(batch) > MAX_BULK_TOTAL:
+                        raise ValidationError("drafts", f"more than {MAX_BULK_TOTAL} in one stream")
+                    unsigned = []
+                    for n, draft in enumerate(batch):
+                        _check_owner(actor, draft.issuer_id)
+                        issuer = issuers.get(draft.issuer_id)
+                        if issuer is None:
+                            issuer = issuers[draft.issuer_id] = await _usable_issuer(
+                                tx, draft.issuer_id
+                            )
+                        _check_sector(issuer, draft, f"drafts[{seen + n}]")
+                        unsigned.append(self._unsigned(issuer, draft, supersedes=None))
+                    seen += len(batch)
+                    signing = asyncio.ensure_future(asyncio.to_thread(self._sign_all, unsigned))
+                    if pending is not None:
+                        issued.extend(await self._write_signed(tx, *pending))
+                    pending = (unsigned, signing)
+                if pending is not None:
+                    issued.extend(await self._write_signed(tx, *pending))
+                    pending = None
+            finally:
+                if pending is not None:
+                    pending[1].cancel()
             if issued:
                 checkpoint = await self._log.checkpoint(tx)
         log.info(
@@ -253,23 +265,61 @@ class Registry:
     def _sign_new(
         self, issuer: Issuer, draft: CredentialDraft, supersedes: str | None
     ) -> StoredCredential:
+        unsigned = self._unsigned(issuer, draft, supersedes)
+        return self._signed(unsigned, self._sign_all([unsigned])[0], self._clock(), -1)
+
+    def _unsigned(
+        self, issuer: Issuer, draft: CredentialDraft, supersedes: str | None
+    ) -> _Unsigned:
         credential_id = ids.new_credential_id(self._origin)
         record = record_from_draft(credential_id, self._origin, issuer.name, draft, supersedes)
-        envelope = sign_envelope(self._key, CREDENTIAL_TYPE, encode_record(record))
+        return _Unsigned(credential_id, draft, supersedes, encode_record(record))
+
+    def _sign_all(self, items: Sequence[_Unsigned]) -> list[Envelope]:
+        return [sign_envelope(self._key, CREDENTIAL_TYPE, u.payload) for u in items]
+
+    def _signed(
+        self, u: _Unsigned, envelope: Envelope, now: datetime, index: int
+    ) -> StoredCredential:
         return StoredCredential(
-            credential_id=credential_id,
-            issuer_id=issuer.issuer_id,
-            family_key=family_key(draft.holder.family_name),
-            birth_date=draft.holder.birth_date,
-            valid_until=draft.valid_until,
-            supersedes=supersedes,
+            credential_id=u.credential_id,
+            issuer_id=u.draft.issuer_id,
+            family_key=family_key(u.draft.holder.family_name),
+            birth_date=u.draft.holder.birth_date,
+            valid_until=u.draft.valid_until,
+            supersedes=u.supersedes,
             record=envelope,
-            state=StatusState(Status.ACTIVE, "issued", self._clock()),
-            last_entry_index=-1,  # set once the log entry is appended
+            state=StatusState(Status.ACTIVE, "issued", now),
+            last_entry_index=index,  # -1 until the log entry is appended
         )
+
+    async def _write_signed(
+        self, tx: WriteTx, unsigned: list[_Unsigned], signing: asyncio.Future[list[Envelope]]
+    ) -> list[str]:
+        envelopes = await signing
+        now = self._clock()
+        state = StatusState(Status.ACTIVE, "issued", now)
+        entries = await self._log.append(tx, [(u.credential_id, state) for u in unsigned])
+        await tx.insert_credentials(
+            [
+                self._signed(u, env, now, entry.index)
+                for u, env, entry in zip(unsigned, envelopes, entries, strict=True)
+            ]
+        )
+        return [u.credential_id for u in unsigned]
 
     def _today(self) -> date:
         return self._clock().date()
+
+
+@dataclass(frozen=True, slots=True)
+class _Unsigned:
+    """A new credential whose record is encoded but not yet signed."""
+
+    credential_id: str
+    draft: CredentialDraft
+    supersedes: str | None
+    payload: bytes
 
 
 def _with_index(credential: StoredCredential, index: int) -> StoredCredential:

@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
+from typing import Any
 
 import pytest
 from fedkit import HOUR, K1, K2, OUTSIDER, T0, MemLog, descriptor, diverging_logs, entry
@@ -15,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from credfed.crypto.envelope import CHECKPOINT_TYPE, CREDENTIAL_TYPE, sign_envelope
+from credfed.crypto.keys import VerifyingKey
 from credfed.errors import EquivocationError, TrustError, ValidationError
 from credfed.federation.descriptor import keys_at
 from credfed.federation.evidence import (
@@ -57,6 +59,10 @@ def test_a_non_empty_root_for_the_empty_tree_is_a_fork() -> None:
     bogus = sign_checkpoint(K1, Checkpoint("DE", 0, bytes(32), AT_A))
     ev = ForkEvidence("DE", bogus.envelope, B.checkpoint(5).envelope, (), merkle.EMPTY_ROOT)
     check_fork_evidence(ev, KEYS_FOR)
+    # Two size-0 checkpoints: like any equal sizes, the roots just differ.
+    empty = B.checkpoint(0).envelope
+    check_fork_evidence(ForkEvidence("DE", empty, bogus.envelope, (), bytes(32)), KEYS_FOR)
+    check_fork_evidence(ForkEvidence("DE", bogus.envelope, empty, (), merkle.EMPTY_ROOT), KEYS_FOR)
 
 
 # -- evidence that proves nothing ---------------------------------------------------
@@ -161,11 +167,11 @@ def test_key_validity_is_judged_at_each_checkpoint_time() -> None:
     check_fork_evidence(ev, partial(keys_at, rotated))
     seen: list[datetime] = []
 
-    def recording(moment: datetime) -> dict[str, object]:
+    def recording(moment: datetime) -> dict[str, VerifyingKey]:
         seen.append(moment)
-        return dict(keys_at(rotated, moment))
+        return keys_at(rotated, moment)
 
-    check_fork_evidence(ev, recording)  # type: ignore[arg-type]
+    check_fork_evidence(ev, recording)
     assert seen == [AT_A, AT_B]
 
 
@@ -180,7 +186,7 @@ def test_round_trip(m: int, n: int) -> None:
     check_fork_evidence(decode_evidence(data), KEYS_FOR)
 
 
-def _edit(change: Callable[[dict[str, object]], None]) -> bytes:
+def _edit(change: Callable[[dict[str, Any]], object]) -> bytes:
     obj = json.loads(encode_evidence(evidence(5, 9)))
     change(obj)
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
@@ -193,7 +199,7 @@ MALFORMED: dict[str, bytes] = {
     "array": b"[]",
     "whitespace": GOOD.replace(b",", b", ", 1),
     "unknown field": _edit(lambda o: o.update(extra=1)),
-    "missing field": _edit(lambda o: o.pop("proof") and None),
+    "missing field": _edit(lambda o: o.pop("proof")),
     "unknown format": _edit(lambda o: o.update(format="v2")),
     "origin not a country": _edit(lambda o: o.update(origin="de")),
     "proof not a list": _edit(lambda o: o.update(proof=ROOT_B64)),
@@ -204,9 +210,9 @@ MALFORMED: dict[str, bytes] = {
         lambda o: o.update(root_at_first_size=ROOT_B64[:-2] + chr(ord(ROOT_B64[-2]) ^ 1) + "=")
     ),
     "envelope not an object": _edit(lambda o: o.update(first="x")),
-    "envelope with extra field": _edit(lambda o: o["first"].update(x=1)),  # type: ignore[attr-defined]
-    "short signature": _edit(lambda o: o["first"].update(signature="AAAA")),  # type: ignore[attr-defined]
-    "key id not a string": _edit(lambda o: o["first"].update(key_id=7)),  # type: ignore[attr-defined]
+    "envelope with extra field": _edit(lambda o: o["first"].update(x=1)),
+    "short signature": _edit(lambda o: o["first"].update(signature="AAAA")),
+    "key id not a string": _edit(lambda o: o["first"].update(key_id=7)),
     "too large": b" " * (64 * 1024 + 1),
 }
 

@@ -115,14 +115,14 @@ def check_fork_evidence(
 
 def _check_alt_root(ev: ForkEvidence, m: int, n: int, alt: bytes, second_root: bytes) -> None:
     """Check ``alt`` is the second tree's root at size m."""
-    if m in (0, n):
-        # Nothing to prove: the root at 0 is fixed, the root at n is signed.
-        expected = merkle.EMPTY_ROOT if m == 0 else second_root
+    if m in (n, 0):
+        # Nothing to prove: the root at n is signed, the root at 0 is fixed.
+        expected = second_root if m == n else merkle.EMPTY_ROOT
         if ev.proof or alt != expected:
             raise TrustError(
                 f"fork evidence for {ev.origin}: for sizes {m} and {n} the proof must be"
                 " empty and the root at the first size must be the "
-                + ("empty-tree hash" if m == 0 else "second root")
+                + ("second root" if m == n else "empty-tree hash")
             )
         return
     try:

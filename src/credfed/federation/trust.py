@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from functools import partial
+from typing import NoReturn
 
 from credfed.crypto.keys import VerifyingKey
 from credfed.errors import (
@@ -157,7 +158,7 @@ class TrustState:
         (the caller appends only entries verified under an observed
         checkpoint). With L the latest accepted checkpoint:
 
-        * none yet: the checkpoint becomes L.
+        * none yet: the checkpoint becomes L (with ``advance``).
         * same size as L: the same root is the same tree (a newer timestamp
           refreshes L); another root is a fork.
         * larger: ``proof`` must be a consistency proof from L's size to this
@@ -243,18 +244,8 @@ class TrustState:
         ours = merkle.EMPTY_ROOT if size == 0 else root_at(size)
         if ours is None or ours == _root(signed):
             return
-        ev = ForkEvidence(
-            origin, signed.envelope, latest.envelope, tuple(proof) if size else (), ours
-        )
-        try:
-            check_fork_evidence(ev, self.keys_for(origin))
-        except TrustError as exc:
-            raise ProofError(
-                f"checkpoint of {origin} at size {size} disagrees with our replica; proving"
-                f" the fork needs a consistency proof from {size} to"
-                f" {latest.checkpoint.tree_size} in the latest tree ({exc})"
-            ) from None
-        self._fork(ev)
+        proof = tuple(proof) if size else ()
+        self._fork(ForkEvidence(origin, signed.envelope, latest.envelope, proof, ours))
 
     # -- forks --------------------------------------------------------------
 
@@ -293,7 +284,17 @@ class TrustState:
 
     # -- helpers ----------------------------------------------------------------
 
-    def _fork(self, ev: ForkEvidence) -> None:
+    def _fork(self, ev: ForkEvidence) -> NoReturn:
+        # Checked like a peer's, so the evidence we keep and hand on always
+        # convinces a third party. Only an older checkpoint can fail here: the
+        # caller's proof did not link our replica's root to the latest one.
+        try:
+            check_fork_evidence(ev, self.keys_for(ev.origin))
+        except TrustError as exc:
+            raise ProofError(
+                f"checkpoint of {ev.origin} disagrees with our replica, but the fork is not"
+                f" proven: a consistency proof within the latest tree is needed ({exc})"
+            ) from None
         self._forks.setdefault(ev.origin, ev)
         raise EquivocationError(f"origin {ev.origin} signed two inconsistent checkpoints", ev)
 
