@@ -34,8 +34,10 @@ Why this catches every single typo and every swap of two neighbours:
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import threading
 
 from credfed.errors import ValidationError
 
@@ -69,15 +71,38 @@ def new_credential_id(country: str) -> str:
     return _format(country, (body := _random_body()), _check_symbol(country + body))
 
 
+class _RandomSymbols:
+    """Uniform random alphabet symbols from the OS CSPRNG, read in blocks:
+    a bulk import issues thousands of ids a second and a system call per id
+    shows in its profile. Rejection sampling keeps every symbol uniform
+    (bytes >= 248 = 8 * 31 are discarded). The block is thrown away in a
+    forked child, so two processes never hand out the same symbols."""
+
+    _BLOCK = 4096
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._symbols = ""
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._symbols = ""
+
+    def take(self, count: int) -> str:
+        with self._lock:
+            while len(self._symbols) < count:
+                limit = 8 * len(ALPHABET)
+                block = secrets.token_bytes(self._BLOCK)
+                self._symbols += "".join(ALPHABET[b % len(ALPHABET)] for b in block if b < limit)
+            taken, self._symbols = self._symbols[:count], self._symbols[count:]
+            return taken
+
+
+_random = _RandomSymbols()
+
+
 def _random_body() -> str:
-    # One read of the OS CSPRNG per id rather than one per symbol (bulk
-    # imports issue thousands a second). Rejection sampling keeps every
-    # symbol uniform: bytes >= 248 (= 8 * 31) are discarded.
-    limit = 8 * len(ALPHABET)
-    symbols: list[str] = []
-    while len(symbols) < _BODY_LENGTH:
-        symbols.extend(ALPHABET[b % len(ALPHABET)] for b in secrets.token_bytes(16) if b < limit)
-    return "".join(symbols[:_BODY_LENGTH])
+    return _random.take(_BODY_LENGTH)
 
 
 def parse_credential_id(text: str, field: str = "credential_id") -> str:

@@ -33,11 +33,12 @@ def key_id_for(public_raw: bytes) -> str:
 class VerifyingKey:
     """An Ed25519 public key."""
 
-    __slots__ = ("_key", "_raw")
+    __slots__ = ("_key", "_key_id", "_raw")
 
     def __init__(self, key: Ed25519PublicKey) -> None:
         self._key = key
         self._raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        self._key_id = key_id_for(self._raw)  # read on every signature
 
     @classmethod
     def from_raw(cls, raw: bytes) -> VerifyingKey:
@@ -54,7 +55,7 @@ class VerifyingKey:
 
     @property
     def key_id(self) -> str:
-        return key_id_for(self._raw)
+        return self._key_id
 
     def verify(self, signature: bytes, data: bytes) -> None:
         """Raise SignatureError unless ``signature`` is this key's over ``data``."""
