@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import signal
@@ -33,6 +34,10 @@ def py_spy() -> str:
     return found
 
 
+# CREDFED_PROFILE_NATIVE=1 adds C frames (grpc's Cython core, OpenSSL, SQLite).
+NATIVE = ["--native"] if os.environ.get("CREDFED_PROFILE_NATIVE") == "1" else []
+
+
 @contextmanager
 def record(pid: int, path: Path, rate: int = 100) -> Iterator[None]:
     """Sample ``pid`` while the block runs; raw collapsed stacks to ``path``.
@@ -41,7 +46,7 @@ def record(pid: int, path: Path, rate: int = 100) -> Iterator[None]:
     thread's samples / (seconds * rate) is how busy it was."""
     path.parent.mkdir(parents=True, exist_ok=True)
     cmd = [py_spy(), "record", "--pid", str(pid), "--format", "raw", "--output", str(path),
-           "--rate", str(rate), "--threads", "--function"]  # fmt: skip
+           "--rate", str(rate), "--threads", "--function", *NATIVE]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(1.0)  # let it attach before the measured phase starts
     started = time.perf_counter()

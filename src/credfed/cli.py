@@ -27,6 +27,7 @@ from credfed import validation
 from credfed.crypto.keys import VerifyingKey
 from credfed.errors import CredfedError, ValidationError
 from credfed.models import CredentialDraft
+from credfed.registry import MAX_BULK_TOTAL
 from credfed.rpc.client import Client
 from credfed.statuslog import merkle
 from credfed.statuslog.checkpoint import decode_checkpoint, verify_checkpoint
@@ -527,6 +528,11 @@ def import_csv(file: Path, batch_size: int, **kw: Any) -> None:
         fail(f"{len(rejected)} of {len(rejected) + len(drafts)} rows rejected; nothing imported")
     if not drafts:
         fail(f"{file}: no rows")
+    if len(drafts) > MAX_BULK_TOTAL:
+        fail(
+            f"{file}: {len(drafts)} rows; one import is at most {MAX_BULK_TOTAL} rows "
+            "(one all-or-nothing transaction): split the file"
+        )
 
     def batches(bar: Any) -> Iterator[r.BulkIssueCredentialsRequest]:
         for start in range(0, len(drafts), batch_size):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -298,3 +299,37 @@ async def test_bulk_issue_refuses_oversized_messages(running: RunningNode) -> No
             messages(), metadata=running.md("admin"), timeout=60
         )
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_bulk_issue_beyond_the_stream_cap_issues_nothing(tmp_path: Path) -> None:
+    """Past the cap the stream is refused before commit: its answer (every
+    new id) must always fit in one message."""
+    from credfed.bootstrap import init_node
+    from credfed.clock import utc_now
+    from credfed.crypto.keys import SigningKey
+    from credfed.errors import ValidationError
+    from credfed.models import Issuer, IssuerStatus, Role, RoleKind
+    from credfed.registry import Registry
+    from credfed.rpc import convert
+    from credfed.statuslog.log import StatusLog
+    from credfed.storage.sqlite import SqliteStore
+
+    init = await init_node(tmp_path / "de", "DE", "127.0.0.1:0")
+    store = await SqliteStore.open(init.config.db_path)
+    try:
+        await store.add_issuer(Issuer(ISSUER, "HWK", ("energy",), IssuerStatus.ACTIVE))
+        key = SigningKey.load(init.config.key_path)
+        registry = Registry(store, StatusLog("DE", key, utc_now), key, "DE", utc_now, max_bulk=5)
+        one = convert.draft(draft(), "d")
+
+        async def batches(sizes: list[int]) -> AsyncIterator[list[Any]]:
+            for size in sizes:
+                yield [one] * size
+
+        done = await registry.bulk_issue(Role(RoleKind.ADMIN), batches([3, 2]))
+        assert len(done.credential_ids) == 5
+        with pytest.raises(ValidationError, match="more than 5 drafts"):
+            await registry.bulk_issue(Role(RoleKind.ADMIN), batches([3, 3]))
+        assert await store.log_size() == 5
+    finally:
+        await store.close()
