@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from credfed import ids
+
 CREDFED = [sys.executable, "-m", "credfed.cli"]
 HOLDER = {"given": "Jana", "family": "Novák", "birth": "1994-03-17"}
 
@@ -168,7 +170,7 @@ def main() -> None:
         )
         tour.run(
             "verify",
-            "DE-7K3F-Q9XM-2PLA-8",
+            ids.new_credential_id("DE"),
             "--family-name",
             "Novák",
             *server,
