@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import os
 import re
 import signal
 import sys
@@ -18,6 +19,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+
+# gRPC's C core prints its own copy of errors we report in one line (a failed
+# bind, say); GRPC_VERBOSITY=debug set by the operator still takes effect.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 import grpc
 from google.protobuf.json_format import MessageToDict
 

@@ -351,3 +351,8 @@ def test_log_checkpoint_and_proof(served: Served) -> None:
     assert "credfed-checkpoint/v1" in human.out
     res = credfed("log", "proof", "--old-size", "99999999", *served.admin)
     assert one_line_error(res).startswith("error: INVALID_ARGUMENT: old_size")
+
+
+def test_serve_on_a_port_in_use_is_one_clear_line(served: Served) -> None:
+    res = credfed("serve", "--data-dir", str(served.data_dir), "--listen", served.node.target)
+    assert "cannot listen on" in one_line_error(res)

@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection
 
 from credfed import logging as clog
 from credfed.config import check_listen
+from credfed.errors import ConfigError
 from credfed.node import Node
 from credfed.rpc.auth import Authenticator, AuthInterceptor
 from credfed.rpc.servicers import FederationServicer, RegistryServicer, VerificationServicer
@@ -114,7 +115,10 @@ async def start(node: Node, listen: str | None = None) -> RunningServer:
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     # Plaintext only: check_listen refused anything but loopback above.
-    port = server.add_insecure_port(address)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:  # grpc's only signal that the bind failed
+        raise ConfigError(f"server.listen: cannot listen on {address} (in use?)") from exc
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
