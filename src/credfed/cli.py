@@ -29,7 +29,7 @@ from google.protobuf.json_format import MessageToDict
 from credfed import config as cfg
 from credfed import logging as clog
 from credfed import validation
-from credfed.crypto.keys import VerifyingKey
+from credfed.crypto.keys import SigningKey, VerifyingKey
 from credfed.errors import CredfedError, ValidationError
 from credfed.models import CredentialDraft
 from credfed.registry import MAX_BULK_TOTAL
@@ -248,6 +248,56 @@ def token_create(data_dir: Path, role: str, name: str, as_json: bool) -> None:
     except CredfedError as exc:
         fail(str(exc))
     _emit(as_json, {"token": value, "role": role, "name": name}, value)
+
+
+@main.group()
+def peer() -> None:
+    """Pairing with partner nodes."""
+
+
+@peer.command("export")
+@click.option(
+    "--data-dir",
+    required=True,
+    envvar="CREDFED_DATA_DIR",
+    type=click.Path(path_type=Path, file_okay=False),
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the signed descriptor here (default: stdout).",
+)
+@click.option("--json", "as_json", is_flag=True)
+def peer_export(data_dir: Path, out: Path | None, as_json: bool) -> None:
+    """Write this node's signed descriptor and print its fingerprint, which the
+    partner's operator confirms out of band before pinning it."""
+    from credfed.clock import utc_now
+    from credfed.crypto.envelope import envelope_to_json
+    from credfed.federation.descriptor import decode_descriptor, fingerprint
+    from credfed.federation.local import own_descriptor
+
+    config = _load_config(data_dir)
+    try:
+        envelope = own_descriptor(config, SigningKey.load(config.key_path), utc_now())
+    except CredfedError as exc:
+        fail(str(exc))
+    descriptor = decode_descriptor(envelope.payload)
+    if out is None:
+        click.echo(envelope_to_json(envelope).decode())
+    else:
+        out.write_bytes(envelope_to_json(envelope))
+    summary = {
+        "country": descriptor.country,
+        "node_id": descriptor.node_id,
+        "version": descriptor.version,
+        "fingerprint": fingerprint(envelope),
+    }
+    _emit(
+        as_json,
+        summary,
+        f"descriptor of {descriptor.node_id} ({descriptor.country}) version "
+        f"{descriptor.version}\nfingerprint {fingerprint(envelope)}",
+    )
 
 
 # -- issuers ------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from credfed.models import (
 )
 from credfed.records import encode_record, record_from_draft
 from credfed.statuslog.log import LogEntry, StatusLog
+from credfed.statuslog.watch import LogWatch
 from credfed.storage.base import LogReader, Store, WriteTx
 from credfed.validation import family_key
 
@@ -78,8 +79,10 @@ class Registry:
         origin: str,
         clock: Clock,
         *,
+        watch: LogWatch | None = None,
         max_bulk: int = MAX_BULK_TOTAL,
     ) -> None:
+        self._watch = watch or LogWatch()
         self._max_bulk = max_bulk
         self._store = store
         self._log = log
@@ -112,6 +115,7 @@ class Registry:
         async with self._store.write() as tx:
             credential = await self._prepare(tx, draft, supersedes=None)
             receipt = await self._record_new(tx, [credential])
+        await self._watch.published(receipt.checkpoint.checkpoint.tree_size)
         log.info(
             "credential.issued",
             credential_id=credential.credential_id,
@@ -166,6 +170,8 @@ class Registry:
                     pending[1].cancel()
             if issued:
                 checkpoint = await self._log.checkpoint(tx)
+        if checkpoint is not None:
+            await self._watch.published(checkpoint.checkpoint.tree_size)
         log.info(
             "credentials.bulk_issued",
             count=len(issued),
@@ -232,6 +238,7 @@ class Registry:
             await tx.update_credential_state(credential_id, old_state, old_entry.index)
             checkpoint = await self._log.checkpoint(tx)
             old = await _existing(tx, credential_id)
+        await self._watch.published(checkpoint.checkpoint.tree_size)
         log.info(
             "credential.superseded",
             credential_id=credential_id,
@@ -252,6 +259,7 @@ class Registry:
             await tx.update_credential_state(credential_id, state, entry.index)
             checkpoint = await self._log.checkpoint(tx)
             updated = await _existing(tx, credential_id)
+        await self._watch.published(checkpoint.checkpoint.tree_size)
         log.info(
             "credential.status_changed",
             credential_id=credential_id,

@@ -356,3 +356,16 @@ def test_log_checkpoint_and_proof(served: Served) -> None:
 def test_serve_on_a_port_in_use_is_one_clear_line(served: Served) -> None:
     res = credfed("serve", "--data-dir", str(served.data_dir), "--listen", served.node.target)
     assert "cannot listen on" in one_line_error(res)
+
+
+def test_peer_export_writes_a_descriptor_a_partner_can_pin(served: Served, tmp_path: Path) -> None:
+    from credfed.crypto.envelope import envelope_from_json
+    from credfed.federation.descriptor import pin_descriptor
+
+    out = tmp_path / "de.json"
+    res = credfed("peer", "export", "--data-dir", str(served.data_dir), "--out", str(out), "--json")
+    assert res.code == 0, res.err
+    info = res.json()
+    assert isinstance(info, dict) and info["country"] == "DE"
+    descriptor = pin_descriptor(envelope_from_json(out.read_bytes()), info["fingerprint"])
+    assert descriptor.node_id == info["node_id"]

@@ -8,8 +8,11 @@ re-serialise them.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 
+from credfed.canonical import canonical_json, load_json_object
 from credfed.crypto.keys import SigningKey, VerifyingKey
 from credfed.errors import SignatureError, ValidationError
 from credfed.models import Envelope
@@ -69,3 +72,34 @@ def verify_envelope(
     payload = bytes(envelope.payload)
     key.verify(envelope.signature, pae(envelope.payload_type, payload))
     return payload
+
+
+def envelope_to_json(envelope: Envelope) -> bytes:
+    """The file form of an envelope (``credfed peer export``): JSON with the
+    exact payload and signature in base64."""
+    return canonical_json(
+        {
+            "payload": base64.b64encode(envelope.payload).decode(),
+            "payload_type": envelope.payload_type,
+            "key_id": envelope.key_id,
+            "signature": base64.b64encode(envelope.signature).decode(),
+        }
+    )
+
+
+def envelope_from_json(data: bytes) -> Envelope:
+    """Parse :func:`envelope_to_json` output; ValidationError on anything else.
+    The signature is not checked here."""
+    try:
+        obj = load_json_object(data)
+        fields = {k: obj[k] for k in ("payload", "payload_type", "key_id", "signature")}
+        if set(obj) != set(fields) or not all(isinstance(v, str) for v in fields.values()):
+            raise ValueError("expected exactly payload, payload_type, key_id, signature strings")
+        return Envelope(
+            payload=base64.b64decode(str(fields["payload"]), validate=True),
+            payload_type=str(fields["payload_type"]),
+            key_id=str(fields["key_id"]),
+            signature=base64.b64decode(str(fields["signature"]), validate=True),
+        )
+    except (KeyError, ValueError, binascii.Error) as exc:
+        raise ValidationError("envelope", f"not a credfed envelope file: {exc}") from None

@@ -108,7 +108,9 @@ async def start(node: Node, listen: str | None = None) -> RunningServer:
     verification_pb2_grpc.add_VerificationServiceServicer_to_server(
         VerificationServicer(node.verifier, origin), server
     )
-    federation_pb2_grpc.add_FederationServiceServicer_to_server(FederationServicer(), server)
+    federation_pb2_grpc.add_FederationServiceServicer_to_server(
+        FederationServicer(node.descriptor, node.log_server, node.verifier, origin), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -8,12 +8,14 @@ from typing import Any, TypeVar
 
 from credfed import ids, validation
 from credfed.errors import CredfedError, PreconditionError, ValidationError
-from credfed.models import CredentialDraft, SignedCheckpoint, Status
+from credfed.federation.serving import LogServer
+from credfed.models import CredentialDraft, Envelope, SignedCheckpoint, Status
 from credfed.registry import Receipt, Registry
 from credfed.rpc import convert
 from credfed.rpc.auth import current_role
 from credfed.rpc.errors import status_for
 from credfed.v1 import common_pb2 as c
+from credfed.v1 import federation_pb2 as f
 from credfed.v1 import federation_pb2_grpc, registry_pb2_grpc, verification_pb2_grpc
 from credfed.v1 import registry_pb2 as r
 from credfed.v1 import verification_pb2 as v
@@ -188,24 +190,7 @@ class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
         return cached[1]
 
     async def _verify(self, request: v.VerifyRequest, prefix: str) -> Verification:
-        cid = _credential_id(request.credential_id, self._origin, prefix + "credential_id")
-        which = request.WhichOneof("holder_attribute")
-        if which == "birth_date":
-            attribute = HolderAttribute(
-                birth_date=validation.required_date(request.birth_date, prefix + "birth_date")
-            )
-        elif which == "family_name":
-            name = convert.bounded(request.family_name, prefix + "family_name")
-            attribute = HolderAttribute(
-                family_name=validation.text(
-                    name, prefix + "family_name", max_len=validation.MAX_NAME
-                )
-            )
-        else:
-            raise ValidationError(
-                prefix + "holder_attribute", "give the holder's birth_date or family_name"
-            )
-        return await self._verifier.verify(cid, attribute)
+        return await _lookup(self._verifier, self._origin, request, prefix)
 
     @rpc
     async def Verify(self, request: v.VerifyRequest, context: Context) -> v.VerifyResponse:
@@ -251,6 +236,31 @@ class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
         )
 
 
+async def _lookup(
+    verifier: Verifier,
+    origin: str,
+    request: v.VerifyRequest | f.LookupCredentialRequest,
+    prefix: str,
+) -> Verification:
+    """Validate an id + holder attribute request and look the credential up."""
+    cid = _credential_id(request.credential_id, origin, prefix + "credential_id")
+    which = request.WhichOneof("holder_attribute")
+    if which == "birth_date":
+        attribute = HolderAttribute(
+            birth_date=validation.required_date(request.birth_date, prefix + "birth_date")
+        )
+    elif which == "family_name":
+        name = convert.bounded(request.family_name, prefix + "family_name")
+        attribute = HolderAttribute(
+            family_name=validation.text(name, prefix + "family_name", max_len=validation.MAX_NAME)
+        )
+    else:
+        raise ValidationError(
+            prefix + "holder_attribute", "give the holder's birth_date or family_name"
+        )
+    return await verifier.verify(cid, attribute)
+
+
 def _result(found: Verification, checkpoint: c.SignedCheckpoint) -> v.VerificationResult:
     record, stored = found.record, found.credential
     cp = found.checkpoint.checkpoint
@@ -284,5 +294,78 @@ def _result(found: Verification, checkpoint: c.SignedCheckpoint) -> v.Verificati
 
 
 class FederationServicer(federation_pb2_grpc.FederationServiceServicer):
-    """Designed in the contract; federation lands in a later release. The
-    generated base class answers UNIMPLEMENTED after the role check passed."""
+    """What partner nodes (role ``peer``) may ask: this node's descriptor, its
+    credentials (id + holder attribute, as an employer) and its status log."""
+
+    def __init__(
+        self, node_descriptor: Envelope, log_server: LogServer, verifier: Verifier, origin: str
+    ) -> None:
+        self._descriptor = node_descriptor
+        self._log = log_server
+        self._verifier = verifier
+        self._origin = origin
+
+    @rpc
+    async def GetNodeDescriptor(
+        self, request: f.GetNodeDescriptorRequest, context: Context
+    ) -> f.GetNodeDescriptorResponse:
+        return f.GetNodeDescriptorResponse(descriptor=convert.envelope(self._descriptor))
+
+    @rpc
+    async def LookupCredential(
+        self, request: f.LookupCredentialRequest, context: Context
+    ) -> f.LookupCredentialResponse:
+        found = await _lookup(self._verifier, self._origin, request, "")
+        stored = found.credential
+        cp = found.checkpoint.checkpoint
+        return f.LookupCredentialResponse(
+            signed_record=convert.envelope(stored.record),
+            status=convert.status_detail(stored.state),
+            status_entry=c.LogEntry(index=stored.last_entry_index, leaf=found.leaf),
+            inclusion_proof=c.InclusionProof(
+                leaf_index=stored.last_entry_index, tree_size=cp.tree_size, hashes=found.proof
+            ),
+            checkpoint=convert.checkpoint(found.checkpoint),
+        )
+
+    @rpc
+    async def GetLogCheckpoint(
+        self, request: f.GetLogCheckpointRequest, context: Context
+    ) -> f.GetLogCheckpointResponse:
+        checkpoint = await self._log.checkpoint(request.origin)
+        return f.GetLogCheckpointResponse(checkpoint=convert.checkpoint(checkpoint))
+
+    @rpc
+    async def GetLogEntries(
+        self, request: f.GetLogEntriesRequest, context: Context
+    ) -> f.GetLogEntriesResponse:
+        leaves = await self._log.entries(request.origin, request.start, request.end)
+        return f.GetLogEntriesResponse(
+            entries=[c.LogEntry(index=request.start + n, leaf=x) for n, x in enumerate(leaves)]
+        )
+
+    @rpc
+    async def GetLogConsistencyProof(
+        self, request: f.GetLogConsistencyProofRequest, context: Context
+    ) -> f.GetLogConsistencyProofResponse:
+        proof = await self._log.consistency(request.origin, request.old_size, request.new_size)
+        return f.GetLogConsistencyProofResponse(
+            proof=c.ConsistencyProof(
+                old_size=request.old_size, new_size=request.new_size, hashes=proof
+            )
+        )
+
+    async def SubscribeLog(
+        self, request: f.SubscribeLogRequest, context: Context
+    ) -> AsyncIterator[f.SubscribeLogResponse]:
+        try:
+            async for update in self._log.subscribe(request.origin, request.from_index):
+                yield f.SubscribeLogResponse(
+                    checkpoint=convert.checkpoint(update.checkpoint),
+                    entries=[
+                        c.LogEntry(index=update.start + n, leaf=x)
+                        for n, x in enumerate(update.leaves)
+                    ],
+                )
+        except CredfedError as exc:
+            await context.abort(status_for(exc), str(exc))

@@ -1,0 +1,35 @@
+"""Wake log subscribers when the log grows.
+
+The registry reports each committed size; each subscriber waits for a size
+beyond what it has sent. A subscriber that reads slowly only delays itself:
+nothing is queued on its behalf and the writer never waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+
+class LogWatch:
+    def __init__(self) -> None:
+        self._size = 0
+        self._changed = asyncio.Condition()
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    async def published(self, size: int) -> None:
+        async with self._changed:
+            if size > self._size:
+                self._size = size
+                self._changed.notify_all()
+
+    async def wait_beyond(self, size: int, within: float) -> int:
+        """Return the committed size once it exceeds ``size``, or after
+        ``within`` seconds whatever it is (a keepalive for the stream)."""
+        async with self._changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait_for(lambda: self._size > size), within)
+            return self._size
