@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from credfed import ids
+from credfed.cli import CSV_COLUMNS
 
 CREDFED = [sys.executable, "-m", "credfed.cli"]
 HOLDER = {"given": "Jana", "family": "Novák", "birth": "1994-03-17"}
@@ -240,21 +241,7 @@ def main() -> None:
 def _write_csv(path: Path, rows: int) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(
-            [
-                "issuer_id",
-                "given_names",
-                "family_name",
-                "birth_date",
-                "national_code",
-                "title",
-                "eqf_level",
-                "isco_code",
-                "sector",
-                "issued_on",
-                "valid_until",
-            ]
-        )
+        writer.writerow(CSV_COLUMNS)
         for n in range(rows):
             writer.writerow(
                 [

@@ -447,6 +447,9 @@ async def _get_issuer(conn: aiosqlite.Connection, issuer_id: str) -> Issuer | No
     return _issuer(rows[0]) if rows else None
 
 
+_SNAPSHOT_MMAP_BYTES: Final = 4 * 1024**3  # address space only; the OS pages it in
+
+
 class _SnapshotReader:
     """A plain sqlite3 connection for the verify hot path: a few point reads
     (one row, one leaf, ~20 Merkle nodes) in one read transaction, i.e. one
@@ -470,6 +473,9 @@ class _SnapshotReader:
             self._conn.execute("PRAGMA query_only = ON")
             # WAL readers wait only in rare recovery cases: never stall the loop long.
             self._conn.execute("PRAGMA busy_timeout = 100")
+            # Read pages through a memory map instead of a pread() each: the
+            # deeper B-trees of a large registry otherwise show in the p99.
+            self._conn.execute(f"PRAGMA mmap_size = {_SNAPSHOT_MMAP_BYTES}")
         try:
             self._conn.execute("BEGIN")
             try:
