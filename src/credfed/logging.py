@@ -9,7 +9,15 @@ import sys
 import structlog
 
 
+def quiet_grpc_logs() -> None:
+    """grpc logs an exception escaping a handler with its message and
+    traceback, and a message may quote the request (a name, a birth date).
+    The access log records every such crash by exception type instead."""
+    logging.getLogger("grpc").setLevel(logging.CRITICAL)
+
+
 def configure(level: str = "info", json: bool | None = None) -> None:
+    quiet_grpc_logs()
     as_json = not sys.stderr.isatty() if json is None else json
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()

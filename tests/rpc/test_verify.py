@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 import pytest
 from conftest import RunningNode
@@ -9,6 +11,7 @@ from conftest import RunningNode
 from credfed.crypto.keys import SigningKey
 from credfed.errors import ProofError
 from credfed.independent import check_answer
+from credfed.logging import quiet_grpc_logs
 from credfed.models import Envelope
 from credfed.statuslog import merkle
 from credfed.v1 import common_pb2 as c
@@ -202,3 +205,28 @@ async def test_foreign_ids_are_not_answered_without_federation(running: RunningN
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await _verify(running, ids.new_credential_id("FR"), birth_date="1994-03-17")
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_a_crash_is_unknown_and_logged_without_its_message(
+    running: RunningNode,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cid = (await running.issue()).credential.credential_id
+    grpc_logger = logging.getLogger("grpc")
+    monkeypatch.setattr(grpc_logger, "level", grpc_logger.level)  # restored afterwards
+    quiet_grpc_logs()  # what every node does when it configures logging
+
+    async def broken(*args: object) -> None:
+        raise RuntimeError("Novák 1994-03-17")  # as if a bug quoted the request
+
+    monkeypatch.setattr(running.node.verifier, "verify", broken)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await _verify(running, cid, birth_date="1994-03-17")
+    assert info.value.code() == grpc.StatusCode.UNKNOWN
+    out = capsys.readouterr()
+    logged = out.out + out.err
+    assert "rpc.crashed" in logged and "RuntimeError" in logged
+    assert "Novák" not in logged and "1994-03-17" not in logged
+    assert not [r for r in caplog.records if "Novák" in r.getMessage() or r.exc_info]
