@@ -1,12 +1,15 @@
 """The SQLite backend: the embedded default store.
 
-Two aiosqlite connections share one WAL database file:
+Connections sharing one WAL database file:
 
 * the *writer* runs every write transaction (``BEGIN IMMEDIATE``, so other
   processes on the same file are serialised too) under one asyncio lock;
 * the *reader* serves every :class:`Store` read. In WAL mode it sees only
   committed data and is never blocked by an open write transaction, however
-  long a bulk import keeps it open.
+  long a bulk import keeps it open;
+* a third, plain sqlite3 connection serves the verify hot path
+  (:meth:`SqliteStore.get_credential_proof`) on the event loop itself; see
+  :class:`_SnapshotReader` for why.
 
 ``synchronous=FULL`` makes every acknowledged commit durable across a power
 loss. The schema is created by the numbered scripts in ``migrations/``.
