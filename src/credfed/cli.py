@@ -300,6 +300,98 @@ def peer_export(data_dir: Path, out: Path | None, as_json: bool) -> None:
     )
 
 
+@peer.command("add")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option(
+    "--fingerprint",
+    "expected",
+    required=True,
+    help="The fingerprint the partner's operator read to you.",
+)
+@click.option(
+    "--data-dir",
+    required=True,
+    envvar="CREDFED_DATA_DIR",
+    type=click.Path(path_type=Path, file_okay=False),
+)
+@click.option("--json", "as_json", is_flag=True)
+def peer_add(file: Path, expected: str, data_dir: Path, as_json: bool) -> None:
+    """Pin a partner node by its exported descriptor and confirmed fingerprint."""
+    from credfed.crypto.envelope import envelope_from_json
+    from credfed.federation.peers import PeerDirectory
+
+    config = _load_config(data_dir)
+    try:
+        pinned = PeerDirectory(data_dir, config.country).add(
+            envelope_from_json(file.read_bytes()), expected
+        )
+    except CredfedError as exc:
+        fail(str(exc))
+    d = pinned.descriptor
+    _emit(
+        as_json,
+        _peer_dict(pinned),
+        f"pinned {d.node_id} ({d.country}) version {d.version}, fingerprint {pinned.fingerprint}",
+    )
+
+
+@peer.command("list")
+@click.option(
+    "--data-dir",
+    required=True,
+    envvar="CREDFED_DATA_DIR",
+    type=click.Path(path_type=Path, file_okay=False),
+)
+@click.option("--json", "as_json", is_flag=True)
+def peer_list(data_dir: Path, as_json: bool) -> None:
+    """The pinned partner nodes."""
+    from credfed.federation.peers import PeerDirectory
+
+    config = _load_config(data_dir)
+    try:
+        peers = PeerDirectory(data_dir, config.country).list()
+    except CredfedError as exc:
+        fail(str(exc))
+    rows = [
+        f"{p.descriptor.country}\t{p.descriptor.node_id}\tv{p.descriptor.version}\t"
+        f"{', '.join(p.descriptor.endpoints) or '-'}\t{p.fingerprint}"
+        for p in peers
+    ]
+    _emit(as_json, [_peer_dict(p) for p in peers], "\n".join(rows) or "no partners pinned")
+
+
+@peer.command("remove")
+@click.argument("country")
+@click.option(
+    "--data-dir",
+    required=True,
+    envvar="CREDFED_DATA_DIR",
+    type=click.Path(path_type=Path, file_okay=False),
+)
+def peer_remove(country: str, data_dir: Path) -> None:
+    """Stop trusting the partner of COUNTRY."""
+    from credfed.federation.peers import PeerDirectory
+
+    config = _load_config(data_dir)
+    try:
+        PeerDirectory(data_dir, config.country).remove(country.strip().upper())
+    except CredfedError as exc:
+        fail(str(exc))
+    click.echo(f"removed the {country.strip().upper()} partner")
+
+
+def _peer_dict(p: Any) -> dict[str, object]:
+    d = p.descriptor
+    return {
+        "country": d.country,
+        "node_id": d.node_id,
+        "version": d.version,
+        "endpoints": list(d.endpoints),
+        "key_ids": [k.key_id for k in d.keys],
+        "fingerprint": p.fingerprint,
+    }
+
+
 # -- issuers ------------------------------------------------------------------------------
 @main.group()
 def issuer() -> None:

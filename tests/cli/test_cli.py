@@ -369,3 +369,51 @@ def test_peer_export_writes_a_descriptor_a_partner_can_pin(served: Served, tmp_p
     assert isinstance(info, dict) and info["country"] == "DE"
     descriptor = pin_descriptor(envelope_from_json(out.read_bytes()), info["fingerprint"])
     assert descriptor.node_id == info["node_id"]
+
+
+def test_peer_pairing_add_list_remove(served: Served, tmp_path: Path) -> None:
+    # A second country's node, as its operator would export it.
+    fr = tmp_path / "fr"
+    assert (
+        credfed("init", "--country", "FR", "--data-dir", str(fr), "--listen", "127.0.0.1:7402").code
+        == 0
+    )
+    exported = tmp_path / "fr.json"
+    res = credfed("peer", "export", "--data-dir", str(fr), "--out", str(exported), "--json")
+    info = res.json()
+    assert isinstance(info, dict)
+    good = str(info["fingerprint"])
+    wrong = ("0" if good[0] != "0" else "1") + good[1:]
+    de = ["--data-dir", str(served.data_dir)]
+
+    refused = credfed("peer", "add", str(exported), "--fingerprint", wrong, *de)
+    assert "fingerprint" in one_line_error(refused)
+    assert credfed("peer", "list", "--json", *de).json() == []
+
+    # Operators read fingerprints aloud in groups: spaces and case are ignored.
+    spoken = " ".join(good[i : i + 4].upper() for i in range(0, len(good), 4))
+    res = credfed("peer", "add", str(exported), "--fingerprint", spoken, "--json", *de)
+    assert res.code == 0, res.err
+    listed = credfed("peer", "list", "--json", *de).json()
+    assert isinstance(listed, list) and len(listed) == 1
+    assert listed[0]["country"] == "FR" and listed[0]["fingerprint"] == good
+    assert listed[0]["endpoints"] == ["127.0.0.1:7402"]
+
+    again = credfed("peer", "add", str(exported), "--fingerprint", good, *de)
+    assert "already pinned" in one_line_error(again)
+    # A node never pins itself.
+    own = tmp_path / "de.json"
+    own_info = credfed("peer", "export", *de, "--out", str(own), "--json").json()
+    assert isinstance(own_info, dict)
+    res = credfed("peer", "add", str(own), "--fingerprint", str(own_info["fingerprint"]), *de)
+    assert "own country" in one_line_error(res)
+
+    # A descriptor whose signed bytes were altered no longer matches anything.
+    tampered = tmp_path / "tampered.json"
+    tampered.write_bytes(exported.read_bytes().replace(b'"key_id":"', b'"key_id":"0', 1))
+    res = credfed("peer", "add", str(tampered), "--fingerprint", good, *de)
+    assert res.code == 1
+
+    assert credfed("peer", "remove", "fr", *de).code == 0
+    assert credfed("peer", "list", "--json", *de).json() == []
+    assert "no partner" in one_line_error(credfed("peer", "remove", "FR", *de))
