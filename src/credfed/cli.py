@@ -392,6 +392,46 @@ def _peer_dict(p: Any) -> dict[str, object]:
     }
 
 
+@main.group()
+def key() -> None:
+    """The node's signing keys."""
+
+
+@key.command("rotate")
+@click.option(
+    "--data-dir",
+    required=True,
+    envvar="CREDFED_DATA_DIR",
+    type=click.Path(path_type=Path, file_okay=False),
+)
+@click.option("--json", "as_json", is_flag=True)
+def key_rotate(data_dir: Path, as_json: bool) -> None:
+    """Make a new signing key; partners accept the new descriptor because the
+    old key signs it. Restart the node to sign with the new key."""
+    from credfed.clock import utc_now
+    from credfed.federation.descriptor import decode_descriptor, fingerprint
+    from credfed.federation.local import rotate_key
+
+    config = _load_config(data_dir)
+    try:
+        rotated, envelope = rotate_key(config, utc_now())
+    except CredfedError as exc:
+        fail(str(exc))
+    d = decode_descriptor(envelope.payload)
+    new_key = d.keys[-1].key_id
+    _emit(
+        as_json,
+        {
+            "key_id": new_key,
+            "version": d.version,
+            "fingerprint": fingerprint(envelope),
+            "signing_key": rotated.signing_key,
+        },
+        f"new signing key {new_key}; descriptor version {d.version}\n"
+        "restart the node (credfed serve) to sign with it",
+    )
+
+
 # -- issuers ------------------------------------------------------------------------------
 @main.group()
 def issuer() -> None:

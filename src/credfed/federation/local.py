@@ -5,16 +5,18 @@ pairing (``credfed peer export``)."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from credfed.config import Config
+from credfed.config import CONFIG_FILE, KEY_DIR, Config
 from credfed.crypto.envelope import envelope_from_json, envelope_to_json
 from credfed.crypto.keys import SigningKey
 from credfed.federation.descriptor import (
     Descriptor,
     KeyEntry,
     decode_descriptor,
+    rotate,
     sign_descriptor,
 )
 from credfed.models import Envelope
@@ -48,3 +50,29 @@ def _write_atomically(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def rotate_key(config: Config, now: datetime) -> tuple[Config, Envelope]:
+    """Make a new signing key and the next descriptor version, signed by the
+    old key (the one partners already trust), which stays listed up to
+    ``now`` so that what it signed keeps verifying. Returns the new
+    configuration (now naming the new key) and the new descriptor.
+
+    The running node keeps its key until it is restarted.
+    """
+    old = SigningKey.load(config.key_path)
+    current = decode_descriptor(own_descriptor(config, old, now).payload)
+    new = SigningKey.generate()
+    key_rel = f"{KEY_DIR}/signing-{new.key_id}.pem"
+    new.save(config.data_dir / key_rel)
+    (config.data_dir / KEY_DIR / f"signing-{new.key_id}.pub").write_text(
+        new.public_raw.hex() + "\n"
+    )
+    _, envelope = rotate(current, old, new, now)
+    rotated = replace(config, signing_key=key_rel)
+    # Two renames, not one atomic step: a crash between them leaves the
+    # configuration naming the old key, which the new descriptor retires at
+    # ``now``; pointing keys.signing_key at the newest key file finishes it.
+    _write_atomically(config.data_dir / DESCRIPTOR_FILE, envelope_to_json(envelope))
+    _write_atomically(config.data_dir / CONFIG_FILE, rotated.to_toml().encode())
+    return rotated, envelope
