@@ -57,6 +57,16 @@ CSV_COLUMNS = (
 )
 
 
+#: The data directory of a node on this machine (local commands).
+_node_dir = click.option(
+    "--data-dir",
+    required=True,
+    envvar="CREDFED_DATA_DIR",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The node's data directory.",
+)
+
+
 class Failure(click.ClickException):
     """A refused operation: one line, exit 1."""
 
@@ -113,6 +123,11 @@ def _client(server: str | None, token: str | None, data_dir: Path | None, timeou
             "no API token: pass --token, set CREDFED_TOKEN, or --data-dir of a node you administer"
         )
     return Client(server, token, timeout)
+
+
+def _connect(kw: dict[str, Any]) -> Client:
+    """A client from the options every remote command takes (see _remote)."""
+    return _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"])
 
 
 def _call(client: Client, method: Any, request: Any) -> Any:
@@ -177,12 +192,7 @@ def init(country: str, data_dir: Path, listen: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.option(
-    "--data-dir",
-    required=True,
-    envvar="CREDFED_DATA_DIR",
-    type=click.Path(path_type=Path, file_okay=False),
-)
+@_node_dir
 @click.option("--listen", help="Override the configured HOST:PORT.")
 @click.option(
     "--port-file",
@@ -226,12 +236,7 @@ def token() -> None:
 
 
 @token.command("create")
-@click.option(
-    "--data-dir",
-    required=True,
-    envvar="CREDFED_DATA_DIR",
-    type=click.Path(path_type=Path, file_okay=False),
-)
+@_node_dir
 @click.option("--role", required=True, help="admin, verifier, peer or issuer:<issuer-id>")
 @click.option("--name", required=True, help="Who the token is for (an organisation, a system).")
 @click.option("--json", "as_json", is_flag=True)
@@ -256,12 +261,7 @@ def peer() -> None:
 
 
 @peer.command("export")
-@click.option(
-    "--data-dir",
-    required=True,
-    envvar="CREDFED_DATA_DIR",
-    type=click.Path(path_type=Path, file_okay=False),
-)
+@_node_dir
 @click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -308,12 +308,7 @@ def peer_export(data_dir: Path, out: Path | None, as_json: bool) -> None:
     required=True,
     help="The fingerprint the partner's operator read to you.",
 )
-@click.option(
-    "--data-dir",
-    required=True,
-    envvar="CREDFED_DATA_DIR",
-    type=click.Path(path_type=Path, file_okay=False),
-)
+@_node_dir
 @click.option("--json", "as_json", is_flag=True)
 def peer_add(file: Path, expected: str, data_dir: Path, as_json: bool) -> None:
     """Pin a partner node by its exported descriptor and confirmed fingerprint."""
@@ -336,12 +331,7 @@ def peer_add(file: Path, expected: str, data_dir: Path, as_json: bool) -> None:
 
 
 @peer.command("list")
-@click.option(
-    "--data-dir",
-    required=True,
-    envvar="CREDFED_DATA_DIR",
-    type=click.Path(path_type=Path, file_okay=False),
-)
+@_node_dir
 @click.option("--json", "as_json", is_flag=True)
 def peer_list(data_dir: Path, as_json: bool) -> None:
     """The pinned partner nodes."""
@@ -362,12 +352,7 @@ def peer_list(data_dir: Path, as_json: bool) -> None:
 
 @peer.command("remove")
 @click.argument("country")
-@click.option(
-    "--data-dir",
-    required=True,
-    envvar="CREDFED_DATA_DIR",
-    type=click.Path(path_type=Path, file_okay=False),
-)
+@_node_dir
 def peer_remove(country: str, data_dir: Path) -> None:
     """Stop trusting the partner of COUNTRY."""
     from credfed.federation.peers import PeerDirectory
@@ -398,12 +383,7 @@ def key() -> None:
 
 
 @key.command("rotate")
-@click.option(
-    "--data-dir",
-    required=True,
-    envvar="CREDFED_DATA_DIR",
-    type=click.Path(path_type=Path, file_okay=False),
-)
+@_node_dir
 @click.option("--json", "as_json", is_flag=True)
 def key_rotate(data_dir: Path, as_json: bool) -> None:
     """Make a new signing key; partners accept the new descriptor because the
@@ -445,7 +425,7 @@ def issuer() -> None:
 @_remote
 def issuer_add(issuer_id: str, name: str, sectors: tuple[str, ...], **kw: Any) -> None:
     """Register an issuer accredited for the given sectors."""
-    with _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client:
+    with _connect(kw) as client:
         resp = _call(
             client,
             client.registry.RegisterIssuer,
@@ -457,7 +437,7 @@ def issuer_add(issuer_id: str, name: str, sectors: tuple[str, ...], **kw: Any) -
 @issuer.command("list")
 @_remote
 def issuer_list(**kw: Any) -> None:
-    with _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client:
+    with _connect(kw) as client:
         resp = _call(client, client.registry.ListIssuers, r.ListIssuersRequest())
     rows = [
         f"{i.issuer_id}\t{r.IssuerStatus.Name(i.status).removeprefix('ISSUER_STATUS_').lower()}"
@@ -471,7 +451,7 @@ def issuer_list(**kw: Any) -> None:
 @click.argument("issuer_id")
 @_remote
 def issuer_suspend(issuer_id: str, **kw: Any) -> None:
-    with _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client:
+    with _connect(kw) as client:
         resp = _call(
             client, client.registry.SuspendIssuer, r.SuspendIssuerRequest(issuer_id=issuer_id)
         )
@@ -536,7 +516,7 @@ def _receipt_text(verb: str, receipt: r.ChangeReceipt) -> str:
 @_remote
 def issue(**kw: Any) -> None:
     """Issue one credential; prints its id."""
-    with _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client:
+    with _connect(kw) as client:
         resp = _call(
             client, client.registry.IssueCredential, r.IssueCredentialRequest(draft=_draft_pb(kw))
         )
@@ -552,7 +532,7 @@ def issue(**kw: Any) -> None:
 @_remote
 def get_credential(credential_id: str, **kw: Any) -> None:
     """Show a credential of this node (admin, or its issuer)."""
-    with _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client:
+    with _connect(kw) as client:
         resp = _call(
             client,
             client.registry.GetCredential,
@@ -578,7 +558,7 @@ def suspend(credential_id: str, reason: str, until: str, appeal_ref: str, **kw: 
     req = r.SuspendCredentialRequest(
         credential_id=credential_id, reason=reason, until=until, appeal_case_ref=appeal_ref
     )
-    with _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client:
+    with _connect(kw) as client:
         resp = _call(client, client.registry.SuspendCredential, req)
     _emit(kw["as_json"], _msg(resp.receipt), _receipt_text("suspended", resp.receipt))
 
@@ -593,7 +573,7 @@ def reinstate(credential_id: str, reason: str, appeal_ref: str, **kw: Any) -> No
     req = r.ReinstateCredentialRequest(
         credential_id=credential_id, reason=reason, appeal_case_ref=appeal_ref
     )
-    with _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client:
+    with _connect(kw) as client:
         resp = _call(client, client.registry.ReinstateCredential, req)
     _emit(kw["as_json"], _msg(resp.receipt), _receipt_text("reinstated", resp.receipt))
 
@@ -605,7 +585,7 @@ def reinstate(credential_id: str, reason: str, appeal_ref: str, **kw: Any) -> No
 def revoke(credential_id: str, reason: str, **kw: Any) -> None:
     """Revoke a credential (terminal)."""
     req = r.RevokeCredentialRequest(credential_id=credential_id, reason=reason)
-    with _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client:
+    with _connect(kw) as client:
         resp = _call(client, client.registry.RevokeCredential, req)
     _emit(kw["as_json"], _msg(resp.receipt), _receipt_text("revoked", resp.receipt))
 
@@ -620,7 +600,7 @@ def supersede(credential_id: str, reason: str, **kw: Any) -> None:
     req = r.SupersedeCredentialRequest(
         credential_id=credential_id, reason=reason, replacement=_draft_pb(kw)
     )
-    with _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client:
+    with _connect(kw) as client:
         resp = _call(client, client.registry.SupersedeCredential, req)
     _emit(
         kw["as_json"],
@@ -729,7 +709,7 @@ def import_csv(file: Path, batch_size: int, **kw: Any) -> None:
 
     timeout = max(kw["timeout"], 60 + len(drafts) / 500)
     with (
-        _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client,
+        _connect(kw) as client,
         click.progressbar(length=len(drafts), label="importing", file=sys.stderr) as bar,
     ):
         try:
@@ -808,7 +788,7 @@ def verify(
     else:
         req.family_name = family_name or ""
     keys = _public_keys(kw["data_dir"], key_files)
-    with _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client:
+    with _connect(kw) as client:
         res = _call(client, client.verification.Verify, req).result
     try:
         checked = check_answer(
@@ -857,7 +837,7 @@ def log_group() -> None:
 @_remote
 def log_checkpoint(**kw: Any) -> None:
     """Print the latest signed checkpoint."""
-    with _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client:
+    with _connect(kw) as client:
         cp = _call(client, client.verification.GetCheckpoint, v.GetCheckpointRequest()).checkpoint
     _emit(
         kw["as_json"],
@@ -882,7 +862,7 @@ def log_proof(old_size: int, new_size: int, key_files: tuple[Path, ...], **kw: A
     """Fetch and verify a consistency proof: the log of old size is a prefix
     of the log of new size (nothing was rewritten)."""
     keys = _public_keys(kw["data_dir"], key_files)
-    with _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"]) as client:
+    with _connect(kw) as client:
         old = _call(
             client,
             client.verification.GetConsistencyProof,
