@@ -16,10 +16,6 @@ class LogWatch:
         self._size = 0
         self._changed = asyncio.Condition()
 
-    @property
-    def size(self) -> int:
-        return self._size
-
     async def published(self, size: int) -> None:
         async with self._changed:
             if size > self._size:
