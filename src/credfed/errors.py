@@ -111,6 +111,10 @@ class ForkedOriginError(TrustError):
     """The origin is proven forked: no new data of it is accepted."""
 
 
+class UnavailableError(CredfedError):
+    """A partner node (the origin, or every relay towards it) did not answer."""
+
+
 # At the end, not the top: the file is append-only for concurrent editors, and
 # the import is for annotations only (federation imports this module).
 from typing import TYPE_CHECKING  # noqa: E402

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from credfed import clock
 from credfed.config import Config
 from credfed.crypto.keys import SigningKey
+from credfed.errors import UnavailableError
+from credfed.federation.crossborder import CrossBorder, LookupAnswer
 from credfed.federation.local import own_descriptor
+from credfed.federation.peers import PeerDirectory
+from credfed.federation.replica import Replicas
 from credfed.federation.serving import LogServer
-from credfed.models import Envelope
+from credfed.federation.sync import Replicator
+from credfed.models import Checkpoint, Envelope, SignedCheckpoint
 from credfed.registry import Registry
+from credfed.statuslog import merkle
+from credfed.statuslog.checkpoint import sign_checkpoint
 from credfed.statuslog.log import StatusLog
 from credfed.statuslog.watch import LogWatch
 from credfed.storage.base import Store
 from credfed.storage.sqlite import SqliteStore
-from credfed.verification import Verifier
+from credfed.verification import HolderAttribute, Verifier
 
 
 @dataclass(slots=True)
@@ -27,6 +34,12 @@ class Node:
     verifier: Verifier
     descriptor: Envelope
     log_server: LogServer
+    peers: PeerDirectory
+    replicas: Replicas
+    crossborder: CrossBorder
+    now: clock.Clock
+    #: Set by the server once it has opened links to partners.
+    replicator: Replicator | None = field(default=None)
 
     @classmethod
     async def open(cls, config: Config, now: clock.Clock = clock.utc_now) -> Node:
@@ -38,6 +51,9 @@ class Node:
         if latest is not None:
             await watch.published(latest.checkpoint.tree_size)
         verifier = Verifier(store, now)
+        peers = PeerDirectory(config.data_dir, config.country)
+        replicas = await Replicas.load(store, [p.descriptor for p in peers.list()], now)
+        fed = config.federation
         return cls(
             config=config,
             store=store,
@@ -45,8 +61,59 @@ class Node:
             registry=Registry(store, log, key, config.country, now, watch=watch),
             verifier=verifier,
             descriptor=own_descriptor(config, key, now()),
-            log_server=LogServer(config.country, store, verifier, watch),
+            log_server=LogServer(
+                config.country,
+                store,
+                verifier,
+                watch,
+                replicas=replicas,
+                keepalive=min(15.0, fed.checkpoint_interval),
+            ),
+            peers=peers,
+            replicas=replicas,
+            crossborder=CrossBorder(
+                replicas,
+                store,
+                _unconnected,
+                now,
+                record_ttl=fed.record_cache_ttl,
+                max_records=fed.record_cache_max,
+                max_staleness=fed.staleness_for,
+            ),
+            now=now,
         )
+
+    def attach(self, replicator: Replicator) -> None:
+        """Connect the node to its partners (done by the server)."""
+        self.replicator = replicator
+        self.crossborder.lookup = replicator.lookup
+
+    async def heartbeat(self) -> SignedCheckpoint | None:
+        """Re-sign the unchanged log if its newest checkpoint is older than
+        ``federation.checkpoint_interval`` (rule: partners judge staleness by
+        the origin's signed time, so a quiet log must keep signing)."""
+        now = self.now()
+        latest = await self.store.latest_checkpoint()
+        current = await self.verifier.checkpoint() if latest is not None else None
+        if current is not None and (
+            (now - current.checkpoint.timestamp).total_seconds()
+            < self.config.federation.checkpoint_interval
+        ):
+            return None
+        size = current.checkpoint.tree_size if current else 0
+        root = current.checkpoint.root_hash if current else merkle.EMPTY_ROOT
+        signed = sign_checkpoint(
+            self.key,
+            Checkpoint(origin=self.config.country, tree_size=size, root_hash=root, timestamp=now),
+        )
+        self.verifier.heartbeat(signed)
+        return signed
 
     async def close(self) -> None:
         await self.store.close()
+
+
+async def _unconnected(
+    country: str, credential_id: str, attribute: HolderAttribute
+) -> LookupAnswer:
+    raise UnavailableError("this node is not connected to any partner")

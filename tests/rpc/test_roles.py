@@ -113,6 +113,9 @@ CASES: dict[str, tuple[str, set[str], Factory | None]] = {
         lambda rn, cid: f.GetLogConsistencyProofRequest(origin="DE", old_size=1, new_size=1),
     ),
     "SubscribeLog": ("federation", PEER, lambda rn, cid: f.SubscribeLogRequest(origin="DE")),
+    # Empty evidence: past the role check it is refused as INVALID_ARGUMENT
+    # (real evidence is exercised in tests/integration/test_federation.py).
+    "ReportFork": ("federation", PEER, lambda rn, cid: f.ReportForkRequest()),
 }
 SERVICES = {
     "registry": ("credfed.v1.RegistryService", registry_pb2_grpc.RegistryServiceStub),
@@ -161,6 +164,8 @@ def _expected(method: str, role: str) -> grpc.StatusCode:
         return DENIED
     if role not in allowed:
         return DENIED
+    if method == "ReportFork":
+        return grpc.StatusCode.INVALID_ARGUMENT
     return OK
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from credfed.errors import AlreadyExistsError, NotFoundError, StorageError
-from credfed.storage.base import Store
+from credfed.storage.base import ReplicaAppend, Store
 from credfed.storage.sqlite import SqliteStore, load_migrations
 from credfed.testing.factories import (
     completed_nodes,
@@ -23,6 +23,7 @@ from credfed.testing.factories import (
     make_client,
     make_credential,
     make_issuer,
+    make_signed_checkpoint,
 )
 from credfed.testing.store_suite import StoreSuite
 
@@ -165,6 +166,51 @@ async def test_an_empty_existing_file_is_migrated(tmp_path: Path) -> None:
         assert raw.execute("PRAGMA user_version").fetchone() == (load_migrations()[-1].number,)
 
 
+_REPLICA_TABLES = (
+    "replica_leaves",
+    "replica_nodes",
+    "replica_status",
+    "replica_checkpoints",
+    "fork_evidence",
+)
+
+
+async def test_a_schema_1_database_gains_the_replica_tables(tmp_path: Path) -> None:
+    path = tmp_path / "node.db"
+    first = load_migrations()[0]
+    assert first.number == 1
+    with _raw(path) as raw:
+        raw.execute("BEGIN")
+        for statement in first.statements:
+            raw.execute(statement)
+        raw.execute("PRAGMA user_version = 1")
+        raw.execute("INSERT INTO log_leaves (idx, leaf) VALUES (0, x'0102')")
+        raw.execute("COMMIT")
+        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert tables.isdisjoint(_REPLICA_TABLES)
+    store = await SqliteStore.open(path)
+    try:
+        assert await store.get_log_entries(0, 5) == [b"\x01\x02"]
+        await store.append_replica(
+            ReplicaAppend(
+                "DE",
+                0,
+                [b"a", b"b"],
+                completed_nodes(0, 2),
+                [("DE-1", 1)],
+                make_signed_checkpoint("DE", 2),
+            )
+        )
+        assert await store.replica_size("DE") == 2
+        assert await store.add_fork_evidence("FR", b"proof") is True
+    finally:
+        await store.close()
+    with _raw(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone() == (load_migrations()[-1].number,)
+        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert tables.issuperset(_REPLICA_TABLES)
+
+
 async def test_a_newer_schema_is_refused(tmp_path: Path, no_leaked_threads: None) -> None:
     path = tmp_path / "node.db"
     store = await SqliteStore.open(path)
@@ -205,6 +251,88 @@ async def test_log_tables_reject_rewrites(tmp_path: Path, statement: str) -> Non
         assert await store.latest_checkpoint() == make_checkpoint(2)
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE replica_leaves SET leaf = x'00' WHERE origin = 'DE' AND idx = 0",
+        "DELETE FROM replica_leaves WHERE origin = 'DE' AND idx = 1",
+        "DELETE FROM replica_leaves",
+        "UPDATE replica_nodes SET hash = x'00'",
+        "DELETE FROM replica_nodes WHERE origin = 'DE'",
+        "UPDATE fork_evidence SET evidence = x'00'",
+        "DELETE FROM fork_evidence",
+    ],
+)
+async def test_replica_tables_reject_rewrites(tmp_path: Path, statement: str) -> None:
+    path = tmp_path / "node.db"
+    store = await SqliteStore.open(path)
+    try:
+        await store.append_replica(
+            ReplicaAppend("DE", 0, [leaf(0), leaf(1)], completed_nodes(0, 2), [], None)
+        )
+        await store.add_fork_evidence("DE", b"evidence")
+        with _raw(path) as raw, pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            raw.execute(statement)
+        assert await store.get_replica_entries("DE", 0, 2) == [leaf(0), leaf(1)]
+        assert len(await store.get_replica_nodes("DE", [(0, 0), (0, 1), (1, 0)])) == 3
+        assert await store.list_fork_evidence() == [("DE", b"evidence")]
+    finally:
+        await store.close()
+
+
+# -- replicas ----------------------------------------------------------------------------
+
+
+async def test_replica_size_is_a_primary_key_lookup(sqlite_store: SqliteStore) -> None:
+    rows = await sqlite_store._reader.execute_fetchall(
+        "EXPLAIN QUERY PLAN SELECT max(idx) FROM replica_leaves WHERE origin = ?", ("DE",)
+    )
+    plan = " ".join(str(r[-1]) for r in rows)
+    assert "USING PRIMARY KEY (origin=?)" in plan
+    assert "SCAN" not in plan
+
+
+async def test_a_failed_replica_append_leaves_no_rows(sqlite_store: SqliteStore) -> None:
+    def batch(nodes: list[tuple[int, int, bytes]]) -> ReplicaAppend:
+        return ReplicaAppend(
+            "DE", 0, [leaf(0), leaf(1)], nodes, [("DE-1", 1)], make_signed_checkpoint("DE", 2)
+        )
+
+    with pytest.raises(StorageError, match="out of range"):
+        await sqlite_store.append_replica(batch([(0, 0, b"x"), (64, 0, b"y")]))
+    # A node twice: the leaves, statuses and checkpoint before it roll back.
+    with pytest.raises(StorageError):
+        await sqlite_store.append_replica(batch([(0, 0, b"x"), (0, 0, b"y")]))
+    assert await sqlite_store.replica_size("DE") == 0
+    assert await sqlite_store.get_replica_nodes("DE", [(0, 0)]) == {}
+    assert await sqlite_store.replica_checkpoint("DE") is None
+    with _raw(sqlite_store.path) as raw:
+        assert raw.execute("SELECT count(*) FROM replica_status").fetchone() == (0,)
+    await sqlite_store.append_replica(batch(completed_nodes(0, 2)))
+    assert await sqlite_store.replica_size("DE") == 2
+
+
+async def test_replica_catch_up_of_many_entries(sqlite_store: SqliteStore) -> None:
+    count = 20_000
+    leaves = [leaf(i) for i in range(count)]
+    await sqlite_store.append_replica(
+        ReplicaAppend(
+            "DE",
+            0,
+            leaves,
+            completed_nodes(0, count),
+            [(f"DE-{i}", i) for i in range(count)],
+            make_signed_checkpoint("DE", count),
+        )
+    )
+    assert await sqlite_store.replica_size("DE") == count
+    assert await sqlite_store.get_replica_entries("DE", count - 2, count + 5) == leaves[-2:]
+    read = await sqlite_store.get_replica_proof("DE", "DE-12345", lambda i, n: [(0, i)])
+    assert read is not None
+    assert (read.index, read.leaf) == (12345, leaf(12345))
+    assert read.nodes == {(0, 12345): completed_nodes(12345, 12346)[0][2]}
 
 
 # -- transactions ---------------------------------------------------------------------

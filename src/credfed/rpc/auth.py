@@ -53,6 +53,7 @@ METHOD_ROLES: Final[dict[str, frozenset[RoleKind] | None]] = {
     _FED + "GetLogEntries": PEERS,
     _FED + "GetLogConsistencyProof": PEERS,
     _FED + "SubscribeLog": PEERS,
+    _FED + "ReportFork": PEERS,
     "/grpc.health.v1.Health/Check": None,
     "/grpc.health.v1.Health/Watch": None,
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": None,

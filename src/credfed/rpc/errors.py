@@ -18,6 +18,9 @@ STATUS_FOR: tuple[tuple[type[errors.CredfedError], grpc.StatusCode], ...] = (
     (errors.SignatureError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.ProofError, grpc.StatusCode.DATA_LOSS),
     (errors.StorageError, grpc.StatusCode.UNAVAILABLE),
+    (errors.UnavailableError, grpc.StatusCode.UNAVAILABLE),
+    # A partner's data failed a trust check (signature, proof, rollback, fork).
+    (errors.TrustError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.CredfedError, grpc.StatusCode.INTERNAL),
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -13,9 +14,12 @@ from grpc_reflection.v1alpha import reflection
 
 from credfed import logging as clog
 from credfed.config import check_listen
-from credfed.errors import ConfigError
+from credfed.errors import ConfigError, CredfedError
+from credfed.federation.sync import Replicator
 from credfed.node import Node
 from credfed.rpc.auth import Authenticator, AuthInterceptor
+from credfed.rpc.limits import MAX_MESSAGE_BYTES
+from credfed.rpc.peerlink import GrpcPeerLink
 from credfed.rpc.servicers import FederationServicer, RegistryServicer, VerificationServicer
 from credfed.v1 import (
     federation_pb2,
@@ -26,12 +30,12 @@ from credfed.v1 import (
     verification_pb2_grpc,
 )
 
+FEDERATION_SERVICE = federation_pb2.DESCRIPTOR.services_by_name["FederationService"].full_name
 SERVICE_NAMES = (
     registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
     verification_pb2.DESCRIPTOR.services_by_name["VerificationService"].full_name,
     federation_pb2.DESCRIPTOR.services_by_name["FederationService"].full_name,
 )
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 log = clog.get("credfed.rpc")
 
 
@@ -92,10 +96,45 @@ class RunningServer:
     server: grpc.aio.Server
     port: int
     health: health.aio.HealthServicer
+    replicator: Replicator
+    tasks: list[asyncio.Task[None]]
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
+        for task in self.tasks:
+            task.cancel()
+        await self.replicator.stop()
         await self.server.stop(grace)
+
+
+async def _heartbeats(node: Node) -> None:
+    """Re-sign the unchanged log every checkpoint_interval (see Node.heartbeat)."""
+    interval = node.config.federation.checkpoint_interval
+    while True:
+        try:
+            await node.heartbeat()
+        except CredfedError as exc:  # a store hiccup must not end the heartbeat
+            log.warning("heartbeat.failed", error=type(exc).__name__)
+        await asyncio.sleep(max(0.05, interval / 4))
+
+
+def connect(node: Node) -> Replicator:
+    """Open links to the partners the node is linked to (not yet calling them)."""
+    fed = node.config.federation
+    keepalive = min(15.0, fed.checkpoint_interval)
+    links = {
+        link.country: GrpcPeerLink(link, fed.call_timeout, keepalive) for link in node.peers.links()
+    }
+    replicator = Replicator(
+        node.replicas,
+        links,
+        node.config.country,
+        node.now,
+        interval=fed.sync_interval,
+        save_descriptor=node.peers.replace,
+    )
+    node.attach(replicator)
+    return replicator
 
 
 async def start(node: Node, listen: str | None = None) -> RunningServer:
@@ -117,11 +156,9 @@ async def start(node: Node, listen: str | None = None) -> RunningServer:
         RegistryServicer(node.registry, origin), server
     )
     verification_pb2_grpc.add_VerificationServiceServicer_to_server(
-        VerificationServicer(node.verifier, origin), server
+        VerificationServicer(node.verifier, node.crossborder, origin), server
     )
-    federation_pb2_grpc.add_FederationServiceServicer_to_server(
-        FederationServicer(node.descriptor, node.log_server, node.verifier, origin), server
-    )
+    federation_pb2_grpc.add_FederationServiceServicer_to_server(FederationServicer(node), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -135,5 +172,25 @@ async def start(node: Node, listen: str | None = None) -> RunningServer:
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("server.started", country=origin, port=port, services=len(SERVICE_NAMES))
-    return RunningServer(server, port, health_servicer)
+
+    async def fork_alarm(evidence: object = None) -> None:
+        # Replication of a forked origin has stopped: the federation service is
+        # degraded (`credfed status` names the origin); the rest serves on.
+        await health_servicer.set(FEDERATION_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    replicator = connect(node)
+    replicator.alarms.append(fork_alarm)
+    if node.replicas.trust.forked_origins():
+        await fork_alarm()
+    await node.heartbeat()
+    replicator.start()
+    tasks = [asyncio.ensure_future(_heartbeats(node))]
+    log.info(
+        "server.started",
+        country=origin,
+        port=port,
+        services=len(SERVICE_NAMES),
+        partners=len(node.replicas.trust.origins()),
+        links=len(replicator.links()),
+    )
+    return RunningServer(server, port, health_servicer, replicator, tasks)

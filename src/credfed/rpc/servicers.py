@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from credfed import ids, validation
-from credfed.errors import CredfedError, PreconditionError, ValidationError
-from credfed.federation.serving import LogServer
-from credfed.models import CredentialDraft, Envelope, SignedCheckpoint, Status
+from credfed.errors import CredfedError, NotFoundError, PreconditionError, ValidationError
+from credfed.federation.crossborder import CrossBorder
+from credfed.federation.evidence import MAX_EVIDENCE
+from credfed.models import CredentialDraft, SignedCheckpoint, Status
 from credfed.registry import Receipt, Registry
 from credfed.rpc import convert
 from credfed.rpc.auth import current_role
@@ -19,7 +20,10 @@ from credfed.v1 import federation_pb2 as f
 from credfed.v1 import federation_pb2_grpc, registry_pb2_grpc, verification_pb2_grpc
 from credfed.v1 import registry_pb2 as r
 from credfed.v1 import verification_pb2 as v
-from credfed.verification import HolderAttribute, Verification, Verifier
+from credfed.verification import HolderAttribute, StatusSource, Verification, Verifier
+
+if TYPE_CHECKING:
+    from credfed.node import Node
 
 MAX_BATCH = 1000
 Context = Any  # grpc.aio.ServicerContext (grpc ships no types)
@@ -48,10 +52,12 @@ def _receipt(receipt: Receipt) -> r.ChangeReceipt:
     )
 
 
-def _credential_id(value: str, origin: str, field: str = "credential_id") -> str:
+def _credential_id(
+    value: str, origin: str, field: str = "credential_id", *, foreign_ok: bool = False
+) -> str:
     credential_id = ids.parse_credential_id(convert.bounded(value, field), field)
     country = credential_id[:2]  # the canonical form starts with the country
-    if country != origin:
+    if country != origin and not foreign_ok:
         raise PreconditionError(
             f"{field}: {country} credentials are not held at this node"
             f" ({origin}); cross-border lookups need federation"
@@ -176,8 +182,11 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
 
 
 class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
-    def __init__(self, verifier: Verifier, origin: str) -> None:
+    """Local verify, and cross-border verify of ids of other countries."""
+
+    def __init__(self, verifier: Verifier, crossborder: CrossBorder, origin: str) -> None:
         self._verifier = verifier
+        self._crossborder = crossborder
         self._origin = origin
         # The latest checkpoint changes only with the log; converting it once
         # per size instead of once per answer shows in verify profiles.
@@ -186,16 +195,24 @@ class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
     def _checkpoint(self, signed: SignedCheckpoint) -> c.SignedCheckpoint:
         cached = self._checkpoint_pb
         if cached is None or cached[0] is not signed:
+            if signed.checkpoint.origin != self._origin:
+                return convert.checkpoint(signed)  # foreign: not worth caching
             cached = self._checkpoint_pb = (signed, convert.checkpoint(signed))
         return cached[1]
 
+    def _result(self, found: Verification) -> v.VerificationResult:
+        return _result(found, self._checkpoint(found.checkpoint))
+
     async def _verify(self, request: v.VerifyRequest, prefix: str) -> Verification:
-        return await _lookup(self._verifier, self._origin, request, prefix)
+        cid, attribute = _parse_lookup(self._origin, request, prefix, foreign_ok=True)
+        if cid[:2] != self._origin:
+            return await self._crossborder.verify(cid, attribute)
+        return await self._verifier.verify(cid, attribute)
 
     @rpc
     async def Verify(self, request: v.VerifyRequest, context: Context) -> v.VerifyResponse:
         found = await self._verify(request, "")
-        return v.VerifyResponse(result=_result(found, self._checkpoint(found.checkpoint)))
+        return v.VerifyResponse(result=self._result(found))
 
     @rpc
     async def VerifyBatch(
@@ -207,8 +224,7 @@ class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
         for n, item in enumerate(request.requests):
             try:
                 found = await self._verify(item, f"requests[{n}].")
-                result = _result(found, self._checkpoint(found.checkpoint))
-                items.append(v.VerifyBatchItem(result=result))
+                items.append(v.VerifyBatchItem(result=self._result(found)))
             except CredfedError as exc:
                 error = v.VerifyBatchItemError(code=status_for(exc).name, message=str(exc))
                 if isinstance(exc, ValidationError):
@@ -236,14 +252,17 @@ class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
         )
 
 
-async def _lookup(
-    verifier: Verifier,
+def _parse_lookup(
     origin: str,
     request: v.VerifyRequest | f.LookupCredentialRequest,
     prefix: str,
-) -> Verification:
-    """Validate an id + holder attribute request and look the credential up."""
-    cid = _credential_id(request.credential_id, origin, prefix + "credential_id")
+    *,
+    foreign_ok: bool,
+) -> tuple[str, HolderAttribute]:
+    """Validate an id + holder attribute request."""
+    cid = _credential_id(
+        request.credential_id, origin, prefix + "credential_id", foreign_ok=foreign_ok
+    )
     which = request.WhichOneof("holder_attribute")
     if which == "birth_date":
         attribute = HolderAttribute(
@@ -258,16 +277,25 @@ async def _lookup(
         raise ValidationError(
             prefix + "holder_attribute", "give the holder's birth_date or family_name"
         )
-    return await verifier.verify(cid, attribute)
+    return cid, attribute
+
+
+_SOURCE_PB = {
+    StatusSource.ORIGIN: v.STATUS_SOURCE_ORIGIN,
+    StatusSource.REPLICA: v.STATUS_SOURCE_REPLICA,
+    StatusSource.CACHED_RECORD: v.STATUS_SOURCE_CACHED_RECORD,
+}
 
 
 def _result(found: Verification, checkpoint: c.SignedCheckpoint) -> v.VerificationResult:
-    record, stored = found.record, found.credential
+    record = found.record
     cp = found.checkpoint.checkpoint
     return v.VerificationResult(
-        credential_id=stored.credential_id,
-        status=convert.STATUS_PB[found.status],
-        status_detail=convert.status_detail(stored.state),
+        credential_id=found.credential_id,
+        status=(
+            c.CREDENTIAL_STATUS_UNKNOWN if found.status is None else convert.STATUS_PB[found.status]
+        ),
+        status_detail=convert.status_detail(found.state),
         holder=convert.holder(record),
         qualification=convert.qualification(record),
         issuer_id=record.issuer_id,
@@ -275,55 +303,72 @@ def _result(found: Verification, checkpoint: c.SignedCheckpoint) -> v.Verificati
         issued_on=record.issued_on.isoformat(),
         valid_until=record.valid_until.isoformat() if record.valid_until else "",
         supersedes=record.supersedes or "",
-        signed_record=convert.envelope(stored.record),
+        signed_record=convert.envelope(found.signed_record),
         provenance=v.Provenance(
             origin=record.origin,
-            # This node signed the record itself; it serves the signed bytes
-            # for the client to check and does not re-check its own signature.
-            signature_checked=False,
+            # At the origin, this node signed the record itself: it serves the
+            # signed bytes for the client to check and does not re-check them.
+            signature_checked=found.signature_checked,
             status_as_of=convert.timestamp(cp.timestamp),
-            source=v.STATUS_SOURCE_ORIGIN,
+            source=_SOURCE_PB[found.source],
             data_age_seconds=found.data_age_seconds,
+            record_cached=found.record_cached,
         ),
-        status_entry=c.LogEntry(index=stored.last_entry_index, leaf=found.leaf),
+        status_entry=c.LogEntry(index=found.entry_index, leaf=found.leaf),
         inclusion_proof=c.InclusionProof(
-            leaf_index=stored.last_entry_index, tree_size=cp.tree_size, hashes=found.proof
+            leaf_index=found.entry_index, tree_size=cp.tree_size, hashes=found.proof
         ),
         checkpoint=checkpoint,
     )
 
 
 class FederationServicer(federation_pb2_grpc.FederationServiceServicer):
-    """What partner nodes (role ``peer``) may ask: this node's descriptor, its
-    credentials (id + holder attribute, as an employer) and its status log."""
+    """What partner nodes (role ``peer``) may ask: descriptors, credentials
+    (id + holder attribute, as an employer; relayed once to a linked origin),
+    status logs (this node's and the ones it replicates) and fork evidence."""
 
-    def __init__(
-        self, node_descriptor: Envelope, log_server: LogServer, verifier: Verifier, origin: str
-    ) -> None:
-        self._descriptor = node_descriptor
-        self._log = log_server
-        self._verifier = verifier
-        self._origin = origin
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self._log = node.log_server
+        self._origin = node.config.country
 
     @rpc
     async def GetNodeDescriptor(
         self, request: f.GetNodeDescriptorRequest, context: Context
     ) -> f.GetNodeDescriptorResponse:
-        return f.GetNodeDescriptorResponse(descriptor=convert.envelope(self._descriptor))
+        origin = convert.bounded(request.origin, "origin")
+        if origin in ("", self._origin):
+            return f.GetNodeDescriptorResponse(descriptor=convert.envelope(self._node.descriptor))
+        for peer in self._node.peers.list():
+            if peer.descriptor.country == origin:
+                return f.GetNodeDescriptorResponse(descriptor=convert.envelope(peer.envelope))
+        raise NotFoundError(f"this node has pinned no descriptor of {origin[:8]!r}")
 
     @rpc
     async def LookupCredential(
         self, request: f.LookupCredentialRequest, context: Context
     ) -> f.LookupCredentialResponse:
-        found = await _lookup(self._verifier, self._origin, request, "")
-        stored = found.credential
+        cid, attribute = _parse_lookup(self._origin, request, "", foreign_ok=True)
+        if cid[:2] != self._origin:
+            replicator = self._node.replicator
+            if replicator is None:
+                raise PreconditionError("credential_id: this node relays no lookups")
+            # Relayed as received: the asking node checks every signature itself.
+            got = await replicator.forward_lookup(cid[:2], cid, attribute)
+            return f.LookupCredentialResponse(
+                signed_record=convert.envelope(got.signed_record),
+                status_entry=c.LogEntry(index=got.entry_index, leaf=got.leaf),
+                inclusion_proof=c.InclusionProof(leaf_index=got.entry_index, hashes=got.proof),
+                checkpoint=c.SignedCheckpoint(envelope=convert.envelope(got.checkpoint)),
+            )
+        found = await self._node.verifier.verify(cid, attribute)
         cp = found.checkpoint.checkpoint
         return f.LookupCredentialResponse(
-            signed_record=convert.envelope(stored.record),
-            status=convert.status_detail(stored.state),
-            status_entry=c.LogEntry(index=stored.last_entry_index, leaf=found.leaf),
+            signed_record=convert.envelope(found.signed_record),
+            status=convert.status_detail(found.state),
+            status_entry=c.LogEntry(index=found.entry_index, leaf=found.leaf),
             inclusion_proof=c.InclusionProof(
-                leaf_index=stored.last_entry_index, tree_size=cp.tree_size, hashes=found.proof
+                leaf_index=found.entry_index, tree_size=cp.tree_size, hashes=found.proof
             ),
             checkpoint=convert.checkpoint(found.checkpoint),
         )
@@ -332,14 +377,15 @@ class FederationServicer(federation_pb2_grpc.FederationServiceServicer):
     async def GetLogCheckpoint(
         self, request: f.GetLogCheckpointRequest, context: Context
     ) -> f.GetLogCheckpointResponse:
-        checkpoint = await self._log.checkpoint(request.origin)
+        checkpoint = await self._log.checkpoint(convert.bounded(request.origin, "origin"))
         return f.GetLogCheckpointResponse(checkpoint=convert.checkpoint(checkpoint))
 
     @rpc
     async def GetLogEntries(
         self, request: f.GetLogEntriesRequest, context: Context
     ) -> f.GetLogEntriesResponse:
-        leaves = await self._log.entries(request.origin, request.start, request.end)
+        origin = convert.bounded(request.origin, "origin")
+        leaves = await self._log.entries(origin, request.start, request.end)
         return f.GetLogEntriesResponse(
             entries=[c.LogEntry(index=request.start + n, leaf=x) for n, x in enumerate(leaves)]
         )
@@ -348,7 +394,8 @@ class FederationServicer(federation_pb2_grpc.FederationServiceServicer):
     async def GetLogConsistencyProof(
         self, request: f.GetLogConsistencyProofRequest, context: Context
     ) -> f.GetLogConsistencyProofResponse:
-        proof = await self._log.consistency(request.origin, request.old_size, request.new_size)
+        origin = convert.bounded(request.origin, "origin")
+        proof = await self._log.consistency(origin, request.old_size, request.new_size)
         return f.GetLogConsistencyProofResponse(
             proof=c.ConsistencyProof(
                 old_size=request.old_size, new_size=request.new_size, hashes=proof
@@ -359,7 +406,8 @@ class FederationServicer(federation_pb2_grpc.FederationServiceServicer):
         self, request: f.SubscribeLogRequest, context: Context
     ) -> AsyncIterator[f.SubscribeLogResponse]:
         try:
-            async for update in self._log.subscribe(request.origin, request.from_index):
+            origin = convert.bounded(request.origin, "origin")
+            async for update in self._log.subscribe(origin, request.from_index):
                 yield f.SubscribeLogResponse(
                     checkpoint=convert.checkpoint(update.checkpoint),
                     entries=[
@@ -369,3 +417,12 @@ class FederationServicer(federation_pb2_grpc.FederationServiceServicer):
                 )
         except CredfedError as exc:
             await context.abort(status_for(exc), str(exc))
+
+    @rpc
+    async def ReportFork(
+        self, request: f.ReportForkRequest, context: Context
+    ) -> f.ReportForkResponse:
+        if len(request.evidence) > MAX_EVIDENCE:
+            raise ValidationError("evidence", f"larger than {MAX_EVIDENCE} bytes")
+        fresh = await self._node.replicas.record_fork(bytes(request.evidence))
+        return f.ReportForkResponse(newly_recorded=fresh)

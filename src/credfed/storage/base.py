@@ -47,6 +47,36 @@ class CredentialProofRead:
     nodes: dict[NodeId, bytes]
 
 
+@dataclass(frozen=True, slots=True)
+class ReplicaProofRead:
+    """A credential's newest entry in a replica, the replica's checkpoint and
+    the Merkle nodes of the entry's inclusion proof under that checkpoint,
+    read in one consistent snapshot."""
+
+    checkpoint: SignedCheckpoint
+    index: int
+    leaf: bytes
+    nodes: dict[NodeId, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaAppend:
+    """Entries ``start ..`` of an origin's log, verified by the caller.
+
+    ``nodes`` are the ``(level, index, hash)`` Merkle nodes the leaves
+    complete (level 0 included), ``statuses`` maps a credential id to the
+    index of its newest entry among ``leaves``, and ``checkpoint``, when
+    given, becomes the replica's checkpoint (it covers ``start + len(leaves)``).
+    """
+
+    origin: str
+    start: int
+    leaves: Sequence[bytes]
+    nodes: Sequence[tuple[int, int, bytes]]
+    statuses: Sequence[tuple[str, int]]
+    checkpoint: SignedCheckpoint | None
+
+
 class LogReader(Protocol):
     """Reads of the status log, shared by :class:`Store` and :class:`WriteTx`."""
 
@@ -132,3 +162,56 @@ class Store(LogReader, Protocol):
         ...
 
     async def get_checkpoint(self, tree_size: int) -> SignedCheckpoint | None: ...
+
+    # -- replicas of other origins' status logs --------------------------------
+    #
+    # Rules (the shared suite checks them): leaves and nodes of a replica are
+    # append-only and contiguous from 0 per origin; an append whose ``start``
+    # is not the replica's size raises StorageError and writes nothing; each
+    # replica has at most one checkpoint, replaced by set_replica_checkpoint
+    # or an append that carries one; fork evidence is append-only, one per
+    # origin.
+
+    async def replica_size(self, origin: str) -> int: ...
+
+    async def replica_checkpoint(self, origin: str) -> SignedCheckpoint | None: ...
+
+    async def replica_checkpoints(self) -> list[SignedCheckpoint]:
+        """The checkpoint of every replica, ordered by origin."""
+        ...
+
+    async def get_replica_nodes(
+        self, origin: str, ids: Sequence[NodeId]
+    ) -> dict[NodeId, bytes]: ...
+
+    async def get_replica_entries(self, origin: str, start: int, end: int) -> list[bytes]:
+        """Leaves [start, end) of the replica (clamped to its size), exact bytes."""
+        ...
+
+    async def append_replica(self, batch: ReplicaAppend) -> None:
+        """Append one verified batch (leaves, nodes, status index and
+        optionally the new checkpoint) in one transaction."""
+        ...
+
+    async def set_replica_checkpoint(self, checkpoint: SignedCheckpoint) -> None:
+        """Replace the replica checkpoint of ``checkpoint.checkpoint.origin``
+        (a newer checkpoint of a size the replica already holds)."""
+        ...
+
+    async def get_replica_proof(
+        self,
+        origin: str,
+        credential_id: str,
+        node_ids: Callable[[int, int], Sequence[NodeId]],
+    ) -> ReplicaProofRead | None:
+        """The cross-border verify hot path in one snapshot: the replica's
+        checkpoint, the newest entry of ``credential_id`` covered by it and
+        the nodes ``node_ids(index, checkpoint size)`` names. None if the
+        replica has no checkpoint or no such entry under it."""
+        ...
+
+    async def add_fork_evidence(self, origin: str, evidence: bytes) -> bool:
+        """Keep the first evidence against ``origin``; False if one was kept."""
+        ...
+
+    async def list_fork_evidence(self) -> list[tuple[str, bytes]]: ...

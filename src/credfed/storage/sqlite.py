@@ -7,8 +7,9 @@ Connections sharing one WAL database file:
 * the *reader* serves every :class:`Store` read. In WAL mode it sees only
   committed data and is never blocked by an open write transaction, however
   long a bulk import keeps it open;
-* a third, plain sqlite3 connection serves the verify hot path
-  (:meth:`SqliteStore.get_credential_proof`) on the event loop itself; see
+* a third, plain sqlite3 connection serves the verify hot paths
+  (:meth:`SqliteStore.get_credential_proof` and
+  :meth:`SqliteStore.get_replica_proof`) on the event loop itself; see
   :class:`_SnapshotReader` for why.
 
 ``synchronous=FULL`` makes every acknowledged commit durable across a power
@@ -29,6 +30,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from importlib import resources
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -47,7 +49,13 @@ from credfed.models import (
     StoredCredential,
     parse_role,
 )
-from credfed.storage.base import CredentialProofRead, NodeId, WriteTx
+from credfed.storage.base import (
+    CredentialProofRead,
+    NodeId,
+    ReplicaAppend,
+    ReplicaProofRead,
+    WriteTx,
+)
 
 __all__ = ["Migration", "SqliteStore", "load_migrations"]
 
@@ -119,6 +127,37 @@ _LATEST_CHECKPOINT: Final = (
     f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY tree_size DESC LIMIT 1"  # noqa: S608
 )
 _GET_CHECKPOINT: Final = f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE tree_size = ?"  # noqa: S608
+
+# Replicas of other origins' logs (same column order, so _checkpoint reads
+# their rows too).
+_REPLICA_SIZE: Final = "SELECT max(idx) FROM replica_leaves WHERE origin = ?"
+_INSERT_REPLICA_LEAF: Final = "INSERT INTO replica_leaves (origin, idx, leaf) VALUES (?, ?, ?)"
+_INSERT_REPLICA_NODE: Final = "INSERT INTO replica_nodes (origin, node_key, hash) VALUES (?, ?, ?)"
+_UPSERT_REPLICA_STATUS: Final = (
+    "INSERT INTO replica_status (origin, credential_id, idx) VALUES (?, ?, ?) "
+    "ON CONFLICT (origin, credential_id) DO UPDATE SET idx = excluded.idx "
+    "WHERE excluded.idx > replica_status.idx"
+)
+_UPSERT_REPLICA_CHECKPOINT: Final = (
+    f"INSERT INTO replica_checkpoints ({_CHECKPOINT_COLUMNS}) "  # noqa: S608
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (origin) DO UPDATE SET "
+    "tree_size = excluded.tree_size, root_hash = excluded.root_hash, "
+    "timestamp = excluded.timestamp, payload = excluded.payload, "
+    "payload_type = excluded.payload_type, key_id = excluded.key_id, "
+    "signature = excluded.signature"
+)
+_GET_REPLICA_CHECKPOINT: Final = (
+    f"SELECT {_CHECKPOINT_COLUMNS} FROM replica_checkpoints WHERE origin = ?"  # noqa: S608
+)
+_LIST_REPLICA_CHECKPOINTS: Final = (
+    f"SELECT {_CHECKPOINT_COLUMNS} FROM replica_checkpoints ORDER BY origin"  # noqa: S608
+)
+_GET_REPLICA_STATUS: Final = "SELECT idx FROM replica_status WHERE origin = ? AND credential_id = ?"
+_GET_REPLICA_LEAF: Final = "SELECT leaf FROM replica_leaves WHERE origin = ? AND idx = ?"
+_INSERT_FORK_EVIDENCE: Final = (
+    "INSERT INTO fork_evidence (origin, evidence, recorded_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (origin) DO NOTHING RETURNING origin"
+)
 
 _MIGRATION_NAME: Final = re.compile(r"^(\d{4})_\w+\.sql$")
 
@@ -225,6 +264,27 @@ def _checkpoint(row: Row) -> SignedCheckpoint:
         ),
         envelope=Envelope(payload=row[4], payload_type=row[5], key_id=row[6], signature=row[7]),
     )
+
+
+def _checkpoint_params(checkpoint: SignedCheckpoint) -> Row:
+    """Parameters in _CHECKPOINT_COLUMNS order."""
+    cp, env = checkpoint.checkpoint, checkpoint.envelope
+    return (
+        cp.tree_size,
+        cp.origin,
+        bytes(cp.root_hash),
+        _micros(cp.timestamp),
+        bytes(env.payload),
+        env.payload_type,
+        env.key_id,
+        bytes(env.signature),
+    )
+
+
+def _node_keys(ids: Iterable[NodeId]) -> list[int]:
+    """The sorted distinct keys of ``ids``; out-of-range ids cannot be stored
+    and are left out."""
+    return sorted({k for level, index in ids if (k := _node_key(level, index)) is not None})
 
 
 def _chunks(items: Sequence[_T], size: int) -> Iterable[Sequence[_T]]:
@@ -425,8 +485,14 @@ async def _log_size(conn: aiosqlite.Connection) -> int:
     return 0 if top is None else int(top) + 1
 
 
+async def _replica_size(conn: aiosqlite.Connection, origin: str) -> int:
+    rows = await _fetch(conn, _REPLICA_SIZE, (origin,))
+    top = rows[0][0]
+    return 0 if top is None else int(top) + 1
+
+
 async def _get_log_nodes(conn: aiosqlite.Connection, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
-    keys = sorted({k for level, index in ids if (k := _node_key(level, index)) is not None})
+    keys = _node_keys(ids)
     found: dict[NodeId, bytes] = {}
     for chunk in _chunks(keys, _MAX_PARAMS):
         padded = list(chunk) + [chunk[0]] * (-len(chunk) % _IN_BUCKET)
@@ -434,6 +500,25 @@ async def _get_log_nodes(conn: aiosqlite.Connection, ids: Sequence[NodeId]) -> d
             f"SELECT node_key, hash FROM log_nodes WHERE node_key IN ({_placeholders(len(padded))})"  # noqa: S608 (placeholders only)
         )
         for key, digest in await _fetch(conn, sql, padded):
+            found[_node_id(key)] = digest
+    return found
+
+
+def _replica_nodes_sql(count: int) -> str:
+    return (
+        "SELECT node_key, hash FROM replica_nodes "  # noqa: S608 (placeholders only)
+        f"WHERE origin = ? AND node_key IN ({_placeholders(count)})"
+    )
+
+
+async def _get_replica_nodes(
+    conn: aiosqlite.Connection, origin: str, ids: Sequence[NodeId]
+) -> dict[NodeId, bytes]:
+    keys = _node_keys(ids)
+    found: dict[NodeId, bytes] = {}
+    for chunk in _chunks(keys, _MAX_PARAMS):
+        padded = list(chunk) + [chunk[0]] * (-len(chunk) % _IN_BUCKET)
+        for key, digest in await _fetch(conn, _replica_nodes_sql(len(padded)), [origin, *padded]):
             found[_node_id(key)] = digest
     return found
 
@@ -505,7 +590,7 @@ def _read_credential_proof(
     leaf = conn.execute("SELECT leaf FROM log_leaves WHERE idx = ?", (index,)).fetchone()
     if leaf is None:
         raise StorageError(f"log entry {index} of {credential_id} is missing")
-    keys = sorted({k for lv, ix in node_ids(index) if (k := _node_key(lv, ix)) is not None})
+    keys = _node_keys(node_ids(index))
     nodes: dict[NodeId, bytes] = {}
     for chunk in _chunks(keys, _MAX_PARAMS):
         sql = (
@@ -514,6 +599,34 @@ def _read_credential_proof(
         for key, digest in conn.execute(sql, chunk):
             nodes[_node_id(key)] = digest
     return CredentialProofRead(credential, leaf[0], nodes)
+
+
+def _read_replica_proof(
+    conn: sqlite3.Connection,
+    origin: str,
+    credential_id: str,
+    node_ids: Callable[[int, int], Sequence[NodeId]],
+) -> ReplicaProofRead | None:
+    row = conn.execute(_GET_REPLICA_CHECKPOINT, (origin,)).fetchone()
+    if row is None:
+        return None
+    checkpoint = _checkpoint(tuple(row))
+    size = checkpoint.checkpoint.tree_size
+    status = conn.execute(_GET_REPLICA_STATUS, (origin, credential_id)).fetchone()
+    # An entry beyond the checkpoint (appended without one) is not provable
+    # yet, and the older entries it replaced are not indexed.
+    if status is None or status[0] >= size:
+        return None
+    index = int(status[0])
+    leaf = conn.execute(_GET_REPLICA_LEAF, (origin, index)).fetchone()
+    if leaf is None:
+        raise StorageError(f"replica entry {index} of {origin} ({credential_id}) is missing")
+    keys = _node_keys(node_ids(index, size))
+    nodes: dict[NodeId, bytes] = {}
+    for chunk in _chunks(keys, _MAX_PARAMS):
+        for key, digest in conn.execute(_replica_nodes_sql(len(chunk)), [origin, *chunk]):
+            nodes[_node_id(key)] = digest
+    return ReplicaProofRead(checkpoint, index, leaf[0], nodes)
 
 
 # -- the write transaction --------------------------------------------------------
@@ -670,23 +783,10 @@ class _SqliteTx:
             raise StorageError(f"cannot append to the log: {e}") from e
 
     async def add_checkpoint(self, checkpoint: SignedCheckpoint) -> None:
-        cp, env = checkpoint.checkpoint, checkpoint.envelope
+        cp = checkpoint.checkpoint
         try:
             async with self._op_lock:
-                await _fetch(
-                    self._conn,
-                    _INSERT_CHECKPOINT,
-                    (
-                        cp.tree_size,
-                        cp.origin,
-                        bytes(cp.root_hash),
-                        _micros(cp.timestamp),
-                        bytes(env.payload),
-                        env.payload_type,
-                        env.key_id,
-                        bytes(env.signature),
-                    ),
-                )
+                await _fetch(self._conn, _INSERT_CHECKPOINT, _checkpoint_params(checkpoint))
         except sqlite3.IntegrityError as e:
             raise AlreadyExistsError(
                 f"checkpoint for tree size {cp.tree_size} already exists"
@@ -699,6 +799,18 @@ class _SqliteTx:
 
 
 # -- the store ------------------------------------------------------------------
+
+
+def _check_replica_checkpoint(origin: str, checkpoint: SignedCheckpoint, held: int) -> None:
+    """A replica's checkpoint is its origin's and covers only leaves it holds
+    (so every entry it vouches for can be proved)."""
+    cp = checkpoint.checkpoint
+    if cp.origin != origin:
+        raise StorageError(f"a checkpoint of {cp.origin} cannot be the replica's of {origin}")
+    if cp.tree_size > held:
+        raise StorageError(
+            f"replica of {origin}: checkpoint of size {cp.tree_size} but it holds {held} leaves"
+        )
 
 
 class SqliteStore:
@@ -868,6 +980,103 @@ class SqliteStore:
     async def list_issuers(self) -> list[Issuer]:
         rows = await self._read(_LIST_ISSUERS)
         return [_issuer(r) for r in rows]
+
+    # -- replicas of other origins' logs ------------------------------------------------
+
+    async def replica_size(self, origin: str) -> int:
+        self._check_open()
+        return await _replica_size(self._reader, origin)
+
+    async def replica_checkpoint(self, origin: str) -> SignedCheckpoint | None:
+        rows = await self._read(_GET_REPLICA_CHECKPOINT, (origin,))
+        return _checkpoint(rows[0]) if rows else None
+
+    async def replica_checkpoints(self) -> list[SignedCheckpoint]:
+        rows = await self._read(_LIST_REPLICA_CHECKPOINTS)
+        return [_checkpoint(r) for r in rows]
+
+    async def get_replica_nodes(self, origin: str, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
+        self._check_open()
+        return await _get_replica_nodes(self._reader, origin, ids)
+
+    async def get_replica_entries(self, origin: str, start: int, end: int) -> list[bytes]:
+        start = max(start, 0)
+        if end <= start:
+            self._check_open()
+            return []
+        rows = await self._read(
+            "SELECT leaf FROM replica_leaves WHERE origin = ? AND idx >= ? AND idx < ? "
+            "ORDER BY idx",
+            (origin, start, end),
+        )
+        return [r[0] for r in rows]
+
+    async def get_replica_proof(
+        self,
+        origin: str,
+        credential_id: str,
+        node_ids: Callable[[int, int], Sequence[NodeId]],
+    ) -> ReplicaProofRead | None:
+        self._check_open()
+        return await self._snapshots.run(
+            lambda conn: _read_replica_proof(conn, origin, credential_id, node_ids)
+        )
+
+    async def list_fork_evidence(self) -> list[tuple[str, bytes]]:
+        rows = await self._read("SELECT origin, evidence FROM fork_evidence ORDER BY origin")
+        return [(r[0], r[1]) for r in rows]
+
+    async def append_replica(self, batch: ReplicaAppend) -> None:
+        """One write transaction. Catch-up appends many thousand entries per
+        batch: rows are plain tuples handed to executemany, checked in bulk."""
+        origin, start = batch.origin, batch.start
+        end = start + len(batch.leaves)
+        if batch.checkpoint is not None:
+            _check_replica_checkpoint(origin, batch.checkpoint, end)
+        leaf_rows = list(zip(repeat(origin), range(start, end), batch.leaves, strict=False))
+        node_rows = [
+            (origin, (level << _LEVEL_SHIFT) | index, digest)
+            for level, index, digest in batch.nodes
+            if 0 <= level <= _MAX_LEVEL and 0 <= index <= _INDEX_MASK
+        ]
+        if len(node_rows) != len(batch.nodes):
+            raise StorageError(f"replica of {origin}: a Merkle node id is out of range")
+        status_rows = [(origin, cid, idx) for cid, idx in batch.statuses]
+        try:
+            async with self._transaction():
+                size = await _replica_size(self._writer, origin)
+                if start != size:
+                    raise StorageError(
+                        f"replica of {origin}: append at index {start} but it has {size} leaves"
+                    )
+                if leaf_rows:
+                    await _many(self._writer, _INSERT_REPLICA_LEAF, leaf_rows)
+                if node_rows:
+                    await _many(self._writer, _INSERT_REPLICA_NODE, node_rows)
+                if status_rows:
+                    await _many(self._writer, _UPSERT_REPLICA_STATUS, status_rows)
+                if batch.checkpoint is not None:
+                    await _fetch(
+                        self._writer,
+                        _UPSERT_REPLICA_CHECKPOINT,
+                        _checkpoint_params(batch.checkpoint),
+                    )
+        except sqlite3.IntegrityError as e:
+            raise StorageError(f"cannot append to the replica of {origin}: {e}") from e
+
+    async def set_replica_checkpoint(self, checkpoint: SignedCheckpoint) -> None:
+        origin = checkpoint.checkpoint.origin
+        params = _checkpoint_params(checkpoint)
+        async with self._transaction():
+            size = await _replica_size(self._writer, origin)
+            _check_replica_checkpoint(origin, checkpoint, size)
+            await _fetch(self._writer, _UPSERT_REPLICA_CHECKPOINT, params)
+
+    async def add_fork_evidence(self, origin: str, evidence: bytes) -> bool:
+        params = (origin, bytes(evidence), _micros(datetime.now(UTC)))
+        async with self._transaction():
+            rows = await _fetch(self._writer, _INSERT_FORK_EVIDENCE, params)
+        return bool(rows)
 
     # -- small admin writes (each its own transaction) ------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, date, datetime
 
+from credfed.crypto.keys import SigningKey
 from credfed.models import (
     Checkpoint,
     Client,
@@ -18,6 +19,7 @@ from credfed.models import (
     StatusState,
     StoredCredential,
 )
+from credfed.statuslog.checkpoint import sign_checkpoint
 
 #: A fixed, microsecond-precise instant, so round trips compare exactly.
 T0 = datetime(2025, 3, 14, 9, 26, 53, 589793, tzinfo=UTC)
@@ -130,6 +132,33 @@ def make_checkpoint(
             payload_type="application/vnd.credfed.checkpoint",
             key_id=f"{origin}-key-1",
             signature=digest("checkpoint-signature", origin, tree_size) * 2,
+        ),
+    )
+
+
+def origin_key(origin: str) -> SigningKey:
+    """A deterministic signing key for ``origin`` (the same on every call)."""
+    return SigningKey.from_seed(digest("origin-key", origin))
+
+
+def make_signed_checkpoint(
+    origin: str,
+    tree_size: int,
+    *,
+    root_hash: bytes | None = None,
+    timestamp: datetime = T0,
+    key: SigningKey | None = None,
+) -> SignedCheckpoint:
+    """A really signed checkpoint of ``origin`` (a two-letter country code),
+    as a partner's log publishes it. The timestamp is truncated to
+    milliseconds, as the signed body says."""
+    return sign_checkpoint(
+        key if key is not None else origin_key(origin),
+        Checkpoint(
+            origin=origin,
+            tree_size=tree_size,
+            root_hash=root_hash if root_hash is not None else digest("root", origin, tree_size),
+            timestamp=timestamp,
         ),
     )
 

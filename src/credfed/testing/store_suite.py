@@ -22,15 +22,18 @@ import pytest
 
 from credfed.errors import AlreadyExistsError, NotFoundError, StorageError
 from credfed.models import IssuerStatus, Role, RoleKind, Status, StoredCredential
-from credfed.storage.base import Store
+from credfed.statuslog import merkle
+from credfed.storage.base import ReplicaAppend, Store
 from credfed.testing.factories import (
     T0,
     completed_nodes,
+    digest,
     leaf,
     make_checkpoint,
     make_client,
     make_credential,
     make_issuer,
+    make_signed_checkpoint,
     make_state,
 )
 
@@ -76,6 +79,51 @@ async def _append(store: Store, count: int) -> int:
             start, [leaf(i) for i in range(start, end)], completed_nodes(start, end)
         )
     return end
+
+
+def _replica_leaf(origin: str, index: int) -> bytes:
+    """Distinct leaf bytes per origin and index, including a NUL."""
+    return origin.encode() + b"\x00" + index.to_bytes(8, "big")
+
+
+def _replica_leaves(origin: str, start: int, end: int) -> list[bytes]:
+    return [_replica_leaf(origin, i) for i in range(start, end)]
+
+
+def _replica_nodes(origin: str, start: int, end: int) -> list[tuple[int, int, bytes]]:
+    """Stand-in nodes completed by leaves [start, end), distinct per origin."""
+    return [(level, index, digest(origin, h)) for level, index, h in completed_nodes(start, end)]
+
+
+def _replica_node_map(origin: str, start: int, end: int) -> dict[tuple[int, int], bytes]:
+    return {(level, index): h for level, index, h in _replica_nodes(origin, start, end)}
+
+
+async def _replicate(
+    store: Store,
+    origin: str,
+    start: int,
+    end: int,
+    *,
+    statuses: list[tuple[str, int]] | None = None,
+    checkpoint: bool = False,
+) -> None:
+    """Append leaves [start, end) of ``origin`` to its replica, with their
+    nodes, and (if asked) the checkpoint ``make_signed_checkpoint(origin, end)``."""
+    await store.append_replica(
+        ReplicaAppend(
+            origin=origin,
+            start=start,
+            leaves=_replica_leaves(origin, start, end),
+            nodes=_replica_nodes(origin, start, end),
+            statuses=statuses or [],
+            checkpoint=make_signed_checkpoint(origin, end) if checkpoint else None,
+        )
+    )
+
+
+def _proof_ids(index: int, size: int) -> list[tuple[int, int]]:
+    return [(0, index)]
 
 
 class StoreSuite:
@@ -529,5 +577,252 @@ class StoreSuite:
             async with again.write() as tx:
                 await tx.append_log(size, [leaf(size)], completed_nodes(size, size + 1))
             assert await again.log_size() == size + 1
+        finally:
+            await again.close()
+
+    # -- replicas of other origins' logs --------------------------------------------------
+
+    async def test_new_replica_is_empty(self, store: Store) -> None:
+        assert await store.replica_size("DE") == 0
+        assert await store.replica_checkpoint("DE") is None
+        assert await store.replica_checkpoints() == []
+        assert await store.get_replica_entries("DE", 0, 10) == []
+        assert await store.get_replica_nodes("DE", [(0, 0), (1, 0)]) == {}
+        assert await store.get_replica_proof("DE", "DE-0001", _proof_ids) is None
+        assert await store.list_fork_evidence() == []
+
+    async def test_replica_appends_accumulate_per_origin(self, store: Store) -> None:
+        await _replicate(store, "DE", 0, 5)
+        await _replicate(store, "FR", 0, 3)
+        await _replicate(store, "DE", 5, 8)
+        await _replicate(store, "FR", 3, 10)
+        assert await store.replica_size("DE") == 8
+        assert await store.replica_size("FR") == 10
+        assert await store.replica_size("AT") == 0
+        assert await store.get_replica_entries("DE", 0, 100) == _replica_leaves("DE", 0, 8)
+        assert await store.get_replica_entries("FR", 0, 100) == _replica_leaves("FR", 0, 10)
+        for origin, size in (("DE", 8), ("FR", 10)):
+            expected = _replica_node_map(origin, 0, size)
+            assert await store.get_replica_nodes(origin, list(expected)) == expected
+        # FR's log is longer: DE has none of its extra nodes.
+        fr_only = [
+            i for i in _replica_node_map("FR", 0, 10) if i not in _replica_node_map("DE", 0, 8)
+        ]
+        assert await store.get_replica_nodes("DE", fr_only) == {}
+        # The node's own log is a different thing.
+        assert await store.log_size() == 0
+        assert await store.get_log_entries(0, 10) == []
+
+    async def test_replica_append_at_the_wrong_start_writes_nothing(self, store: Store) -> None:
+        with pytest.raises(StorageError):
+            await _replicate(store, "DE", 1, 3, statuses=[("DE-A", 2)], checkpoint=True)
+        assert await store.replica_size("DE") == 0
+        assert await store.replica_checkpoint("DE") is None
+        await _replicate(store, "DE", 0, 4, statuses=[("DE-A", 1)], checkpoint=True)
+        before = make_signed_checkpoint("DE", 4)
+        for wrong in (0, 3, 5):
+            with pytest.raises(StorageError):
+                await _replicate(
+                    store,
+                    "DE",
+                    wrong,
+                    wrong + 4,
+                    statuses=[("DE-A", wrong + 3), ("DE-B", wrong + 2)],
+                    checkpoint=True,
+                )
+        assert await store.replica_size("DE") == 4
+        assert await store.get_replica_entries("DE", 0, 100) == _replica_leaves("DE", 0, 4)
+        # Only the nodes of the first batch, none of the refused ones.
+        wanted = list(_replica_node_map("DE", 0, 9))
+        assert await store.get_replica_nodes("DE", wanted) == _replica_node_map("DE", 0, 4)
+        assert await store.replica_checkpoint("DE") == before
+        read = await store.get_replica_proof("DE", "DE-A", _proof_ids)
+        assert read is not None
+        assert read.index == 1
+        assert await store.get_replica_proof("DE", "DE-B", _proof_ids) is None
+        # And the replica goes on where it ended.
+        await _replicate(store, "DE", 4, 6)
+        assert await store.replica_size("DE") == 6
+
+    async def test_replica_statuses_keep_the_newest_index(self, store: Store) -> None:
+        await _replicate(store, "DE", 0, 4, statuses=[("DE-A", 1), ("DE-B", 3)])
+        # A later batch moves DE-A on; the same id twice in one batch keeps
+        # the larger index whatever the order.
+        await _replicate(store, "DE", 4, 10, statuses=[("DE-A", 8), ("DE-A", 6), ("DE-C", 9)])
+        await store.set_replica_checkpoint(make_signed_checkpoint("DE", 10))
+        indexes: dict[str, int] = {}
+        for credential_id in ("DE-A", "DE-B", "DE-C"):
+            read = await store.get_replica_proof("DE", credential_id, _proof_ids)
+            assert read is not None
+            assert read.leaf == _replica_leaf("DE", read.index)
+            indexes[credential_id] = read.index
+        assert indexes == {"DE-A": 8, "DE-B": 3, "DE-C": 9}
+
+    async def test_replica_checkpoint_is_replaced(self, store: Store) -> None:
+        await _replicate(store, "DE", 0, 4, checkpoint=True)
+        assert await store.replica_checkpoint("DE") == make_signed_checkpoint("DE", 4)
+        later = make_signed_checkpoint(
+            "DE", 4, timestamp=datetime(2025, 6, 1, 8, 0, 0, 123000, tzinfo=UTC)
+        )
+        await store.set_replica_checkpoint(later)
+        got = await store.replica_checkpoint("DE")
+        assert got == later
+        assert got is not None
+        assert got.envelope.payload == later.envelope.payload  # exact bytes
+        assert got.envelope.signature == later.envelope.signature
+        await _replicate(store, "DE", 4, 9, checkpoint=True)
+        assert await store.replica_checkpoint("DE") == make_signed_checkpoint("DE", 9)
+        # An append without a checkpoint leaves the current one alone.
+        await _replicate(store, "DE", 9, 12)
+        assert await store.replica_checkpoint("DE") == make_signed_checkpoint("DE", 9)
+        # A smaller size the replica holds may replace it too.
+        await store.set_replica_checkpoint(make_signed_checkpoint("DE", 12))
+        assert await store.replica_checkpoint("DE") == make_signed_checkpoint("DE", 12)
+        assert await store.replica_checkpoints() == [make_signed_checkpoint("DE", 12)]
+
+    async def test_replica_checkpoints_are_ordered_by_origin(self, store: Store) -> None:
+        for origin in ("FR", "AT", "PL", "DE"):
+            await _replicate(store, origin, 0, 2, checkpoint=True)
+        await _replicate(store, "IT", 0, 2)  # no checkpoint: not listed
+        assert await store.replica_checkpoints() == [
+            make_signed_checkpoint(origin, 2) for origin in ("AT", "DE", "FR", "PL")
+        ]
+
+    async def test_replica_checkpoint_covers_only_held_leaves(self, store: Store) -> None:
+        await _replicate(store, "DE", 0, 3, checkpoint=True)
+        with pytest.raises(StorageError):
+            await store.set_replica_checkpoint(make_signed_checkpoint("DE", 4))
+        with pytest.raises(StorageError):
+            await store.set_replica_checkpoint(make_signed_checkpoint("FR", 1))
+        with pytest.raises(StorageError):
+            await store.append_replica(
+                ReplicaAppend(
+                    "DE", 3, [_replica_leaf("DE", 3)], [], [], make_signed_checkpoint("DE", 5)
+                )
+            )
+        with pytest.raises(StorageError):
+            await store.append_replica(
+                ReplicaAppend(
+                    "DE", 3, [_replica_leaf("DE", 3)], [], [], make_signed_checkpoint("FR", 4)
+                )
+            )
+        assert await store.replica_size("DE") == 3
+        assert await store.replica_checkpoint("DE") == make_signed_checkpoint("DE", 3)
+        assert await store.replica_checkpoint("FR") is None
+
+    async def test_get_replica_entries_clamps_and_keeps_bytes(self, store: Store) -> None:
+        leaves = [b"", b"\x00", bytes(range(256)), b"x" * 10_000, _replica_leaf("DE", 4)]
+        await store.append_replica(ReplicaAppend("DE", 0, leaves, [], [], None))
+        await _replicate(store, "FR", 0, 9)
+        assert await store.get_replica_entries("DE", 0, 5) == leaves
+        assert await store.get_replica_entries("DE", 0, 1000) == leaves
+        assert await store.get_replica_entries("DE", 2, 4) == leaves[2:4]
+        assert await store.get_replica_entries("DE", -3, 2) == leaves[:2]
+        assert await store.get_replica_entries("DE", 4, 1000) == leaves[4:]
+        assert await store.get_replica_entries("DE", 3, 3) == []
+        assert await store.get_replica_entries("DE", 4, 2) == []
+        assert await store.get_replica_entries("DE", 5, 9) == []
+        assert await store.get_replica_entries("AT", 0, 9) == []
+
+    async def test_replica_proof_reads_one_snapshot(self, store: Store) -> None:
+        await _replicate(store, "DE", 0, 40, statuses=[("DE-P", 17), ("DE-Q", 39)], checkpoint=True)
+        await _replicate(store, "FR", 0, 40, statuses=[("FR-P", 17)], checkpoint=True)
+        everything = _replica_node_map("DE", 0, 40)
+        asked: list[tuple[int, int]] = []
+
+        def ids_for(index: int, size: int) -> list[tuple[int, int]]:
+            asked.append((index, size))
+            return [(0, index), (2, 3), (5, 0), (9, 9)]  # the last one does not exist
+
+        read = await store.get_replica_proof("DE", "DE-P", ids_for)
+        assert read is not None
+        assert asked == [(17, 40)]
+        assert read.checkpoint == make_signed_checkpoint("DE", 40)
+        assert read.index == 17
+        assert read.leaf == _replica_leaf("DE", 17)
+        assert read.nodes == {i: everything[i] for i in [(0, 17), (2, 3), (5, 0)]}
+        assert await store.get_replica_proof("DE", "DE-NONE", ids_for) is None
+        assert await store.get_replica_proof("DE", "FR-P", ids_for) is None
+        assert await store.get_replica_proof("AT", "DE-P", ids_for) is None
+        # A newer entry beyond the checkpoint cannot be proved yet.
+        await _replicate(store, "DE", 40, 44, statuses=[("DE-P", 42)])
+        assert await store.get_replica_proof("DE", "DE-P", ids_for) is None
+        read = await store.get_replica_proof("DE", "DE-Q", ids_for)
+        assert read is not None
+        assert read.index == 39
+        await store.set_replica_checkpoint(make_signed_checkpoint("DE", 44))
+        read = await store.get_replica_proof("DE", "DE-P", ids_for)
+        assert read is not None
+        assert (read.index, read.checkpoint.checkpoint.tree_size) == (42, 44)
+        # Entries without a checkpoint at all are not provable.
+        await _replicate(store, "AT", 0, 3, statuses=[("AT-P", 1)])
+        assert await store.get_replica_proof("AT", "AT-P", ids_for) is None
+
+    async def test_replica_merkle_nodes_rebuild_the_root(self, store: Store) -> None:
+        origin = "DE"
+        data = [_replica_leaf(origin, i) for i in range(53)]
+        hashes = [merkle.leaf_hash(d) for d in data]
+        reference = merkle.append_nodes(0, hashes, {})
+        reference_nodes = {(level, index): h for level, index, h in reference}
+        start = 0
+        for end in (1, 2, 7, 8, 20, 33, 53):
+            frontier = await store.get_replica_nodes(origin, merkle.frontier_ids(start))
+            nodes = merkle.append_nodes(start, hashes[start:end], frontier)
+            root = merkle.root_hash(end, reference_nodes)
+            await store.append_replica(
+                ReplicaAppend(
+                    origin,
+                    start,
+                    data[start:end],
+                    nodes,
+                    [(f"DE-{i}", i) for i in range(start, end)],
+                    make_signed_checkpoint(origin, end, root_hash=root),
+                )
+            )
+            stored = await store.get_replica_nodes(origin, merkle.frontier_ids(end))
+            assert merkle.root_hash(end, stored) == root
+            start = end
+        size = start
+
+        def proof_ids(index: int, tree_size: int) -> list[tuple[int, int]]:
+            return merkle.nodes_for_ranges(merkle.inclusion_proof_ranges(index, tree_size))
+
+        for index in (0, 17, 32, 52):
+            read = await store.get_replica_proof(origin, f"DE-{index}", proof_ids)
+            assert read is not None
+            cp = read.checkpoint.checkpoint
+            assert cp.tree_size == size
+            merkle.verify_inclusion(
+                merkle.leaf_hash(read.leaf),
+                read.index,
+                cp.tree_size,
+                merkle.inclusion_proof(read.index, cp.tree_size, read.nodes),
+                cp.root_hash,
+            )
+
+    async def test_fork_evidence_keeps_the_first_per_origin(self, store: Store) -> None:
+        first = b"evidence\x00one" + bytes(range(256))
+        assert await store.add_fork_evidence("FR", first) is True
+        assert await store.add_fork_evidence("FR", b"evidence two") is False
+        assert await store.add_fork_evidence("DE", b"evidence three") is True
+        assert await store.add_fork_evidence("DE", b"evidence three") is False
+        assert await store.list_fork_evidence() == [("DE", b"evidence three"), ("FR", first)]
+
+    async def test_replicas_survive_reopen(self, store: Store) -> None:
+        await _replicate(store, "DE", 0, 6, statuses=[("DE-A", 5)], checkpoint=True)
+        await store.add_fork_evidence("FR", b"forked")
+        again = await self.reopen(store)
+        try:
+            assert await again.replica_size("DE") == 6
+            assert await again.get_replica_entries("DE", 0, 10) == _replica_leaves("DE", 0, 6)
+            expected = _replica_node_map("DE", 0, 6)
+            assert await again.get_replica_nodes("DE", list(expected)) == expected
+            assert await again.replica_checkpoint("DE") == make_signed_checkpoint("DE", 6)
+            read = await again.get_replica_proof("DE", "DE-A", _proof_ids)
+            assert read is not None
+            assert read.index == 5
+            assert await again.list_fork_evidence() == [("FR", b"forked")]
+            await _replicate(again, "DE", 6, 7)
+            assert await again.replica_size("DE") == 7
         finally:
             await again.close()

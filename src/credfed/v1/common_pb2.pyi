@@ -19,6 +19,7 @@ class CredentialStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CREDENTIAL_STATUS_REINSTATED: _ClassVar[CredentialStatus]
     CREDENTIAL_STATUS_SUPERSEDED: _ClassVar[CredentialStatus]
     CREDENTIAL_STATUS_EXPIRED: _ClassVar[CredentialStatus]
+    CREDENTIAL_STATUS_UNKNOWN: _ClassVar[CredentialStatus]
 CREDENTIAL_STATUS_UNSPECIFIED: CredentialStatus
 CREDENTIAL_STATUS_ACTIVE: CredentialStatus
 CREDENTIAL_STATUS_SUSPENDED: CredentialStatus
@@ -26,6 +27,7 @@ CREDENTIAL_STATUS_REVOKED: CredentialStatus
 CREDENTIAL_STATUS_REINSTATED: CredentialStatus
 CREDENTIAL_STATUS_SUPERSEDED: CredentialStatus
 CREDENTIAL_STATUS_EXPIRED: CredentialStatus
+CREDENTIAL_STATUS_UNKNOWN: CredentialStatus
 
 class Envelope(_message.Message):
     __slots__ = ("payload", "payload_type", "key_id", "signature")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from credfed.v1 import common_pb2 as credfed_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63redfed/v1/federation.proto\x12\ncredfed.v1\x1a\x17\x63redfed/v1/common.proto\"\x1a\n\x18GetNodeDescriptorRequest\"E\n\x19GetNodeDescriptorResponse\x12(\n\ndescriptor\x18\x01 \x01(\x0b\x32\x14.credfed.v1.Envelope\"q\n\x17LookupCredentialRequest\x12\x15\n\rcredential_id\x18\x01 \x01(\t\x12\x14\n\nbirth_date\x18\x02 \x01(\tH\x00\x12\x15\n\x0b\x66\x61mily_name\x18\x03 \x01(\tH\x00\x42\x12\n\x10holder_attribute\"\x84\x02\n\x18LookupCredentialResponse\x12+\n\rsigned_record\x18\x01 \x01(\x0b\x32\x14.credfed.v1.Envelope\x12(\n\x06status\x18\x02 \x01(\x0b\x32\x18.credfed.v1.StatusDetail\x12*\n\x0cstatus_entry\x18\x03 \x01(\x0b\x32\x14.credfed.v1.LogEntry\x12\x33\n\x0finclusion_proof\x18\x04 \x01(\x0b\x32\x1a.credfed.v1.InclusionProof\x12\x30\n\ncheckpoint\x18\x05 \x01(\x0b\x32\x1c.credfed.v1.SignedCheckpoint\")\n\x17GetLogCheckpointRequest\x12\x0e\n\x06origin\x18\x01 \x01(\t\"L\n\x18GetLogCheckpointResponse\x12\x30\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1c.credfed.v1.SignedCheckpoint\"B\n\x14GetLogEntriesRequest\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x04\">\n\x15GetLogEntriesResponse\x12%\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x14.credfed.v1.LogEntry\"S\n\x1dGetLogConsistencyProofRequest\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x10\n\x08old_size\x18\x02 \x01(\x04\x12\x10\n\x08new_size\x18\x03 \x01(\x04\"M\n\x1eGetLogConsistencyProofResponse\x12+\n\x05proof\x18\x01 \x01(\x0b\x32\x1c.credfed.v1.ConsistencyProof\"9\n\x13SubscribeLogRequest\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x12\n\nfrom_index\x18\x02 \x01(\x04\"o\n\x14SubscribeLogResponse\x12\x30\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1c.credfed.v1.SignedCheckpoint\x12%\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x14.credfed.v1.LogEntry2\xcf\x04\n\x11\x46\x65\x64\x65rationService\x12`\n\x11GetNodeDescriptor\x12$.credfed.v1.GetNodeDescriptorRequest\x1a%.credfed.v1.GetNodeDescriptorResponse\x12]\n\x10LookupCredential\x12#.credfed.v1.LookupCredentialRequest\x1a$.credfed.v1.LookupCredentialResponse\x12]\n\x10GetLogCheckpoint\x12#.credfed.v1.GetLogCheckpointRequest\x1a$.credfed.v1.GetLogCheckpointResponse\x12T\n\rGetLogEntries\x12 .credfed.v1.GetLogEntriesRequest\x1a!.credfed.v1.GetLogEntriesResponse\x12o\n\x16GetLogConsistencyProof\x12).credfed.v1.GetLogConsistencyProofRequest\x1a*.credfed.v1.GetLogConsistencyProofResponse\x12S\n\x0cSubscribeLog\x12\x1f.credfed.v1.SubscribeLogRequest\x1a .credfed.v1.SubscribeLogResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63redfed/v1/federation.proto\x12\ncredfed.v1\x1a\x17\x63redfed/v1/common.proto\"*\n\x18GetNodeDescriptorRequest\x12\x0e\n\x06origin\x18\x01 \x01(\t\"E\n\x19GetNodeDescriptorResponse\x12(\n\ndescriptor\x18\x01 \x01(\x0b\x32\x14.credfed.v1.Envelope\"q\n\x17LookupCredentialRequest\x12\x15\n\rcredential_id\x18\x01 \x01(\t\x12\x14\n\nbirth_date\x18\x02 \x01(\tH\x00\x12\x15\n\x0b\x66\x61mily_name\x18\x03 \x01(\tH\x00\x42\x12\n\x10holder_attribute\"\x84\x02\n\x18LookupCredentialResponse\x12+\n\rsigned_record\x18\x01 \x01(\x0b\x32\x14.credfed.v1.Envelope\x12(\n\x06status\x18\x02 \x01(\x0b\x32\x18.credfed.v1.StatusDetail\x12*\n\x0cstatus_entry\x18\x03 \x01(\x0b\x32\x14.credfed.v1.LogEntry\x12\x33\n\x0finclusion_proof\x18\x04 \x01(\x0b\x32\x1a.credfed.v1.InclusionProof\x12\x30\n\ncheckpoint\x18\x05 \x01(\x0b\x32\x1c.credfed.v1.SignedCheckpoint\")\n\x17GetLogCheckpointRequest\x12\x0e\n\x06origin\x18\x01 \x01(\t\"L\n\x18GetLogCheckpointResponse\x12\x30\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1c.credfed.v1.SignedCheckpoint\"B\n\x14GetLogEntriesRequest\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x04\">\n\x15GetLogEntriesResponse\x12%\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x14.credfed.v1.LogEntry\"S\n\x1dGetLogConsistencyProofRequest\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x10\n\x08old_size\x18\x02 \x01(\x04\x12\x10\n\x08new_size\x18\x03 \x01(\x04\"M\n\x1eGetLogConsistencyProofResponse\x12+\n\x05proof\x18\x01 \x01(\x0b\x32\x1c.credfed.v1.ConsistencyProof\"9\n\x13SubscribeLogRequest\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x12\n\nfrom_index\x18\x02 \x01(\x04\"o\n\x14SubscribeLogResponse\x12\x30\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1c.credfed.v1.SignedCheckpoint\x12%\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x14.credfed.v1.LogEntry\"%\n\x11ReportForkRequest\x12\x10\n\x08\x65vidence\x18\x01 \x01(\x0c\",\n\x12ReportForkResponse\x12\x16\n\x0enewly_recorded\x18\x01 \x01(\x08\x32\x9c\x05\n\x11\x46\x65\x64\x65rationService\x12`\n\x11GetNodeDescriptor\x12$.credfed.v1.GetNodeDescriptorRequest\x1a%.credfed.v1.GetNodeDescriptorResponse\x12]\n\x10LookupCredential\x12#.credfed.v1.LookupCredentialRequest\x1a$.credfed.v1.LookupCredentialResponse\x12]\n\x10GetLogCheckpoint\x12#.credfed.v1.GetLogCheckpointRequest\x1a$.credfed.v1.GetLogCheckpointResponse\x12T\n\rGetLogEntries\x12 .credfed.v1.GetLogEntriesRequest\x1a!.credfed.v1.GetLogEntriesResponse\x12o\n\x16GetLogConsistencyProof\x12).credfed.v1.GetLogConsistencyProofRequest\x1a*.credfed.v1.GetLogConsistencyProofResponse\x12S\n\x0cSubscribeLog\x12\x1f.credfed.v1.SubscribeLogRequest\x1a .credfed.v1.SubscribeLogResponse0\x01\x12K\n\nReportFork\x12\x1d.credfed.v1.ReportForkRequest\x1a\x1e.credfed.v1.ReportForkResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,29 +33,33 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'credfed.v1.federation_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GETNODEDESCRIPTORREQUEST']._serialized_start=68
-  _globals['_GETNODEDESCRIPTORREQUEST']._serialized_end=94
-  _globals['_GETNODEDESCRIPTORRESPONSE']._serialized_start=96
-  _globals['_GETNODEDESCRIPTORRESPONSE']._serialized_end=165
-  _globals['_LOOKUPCREDENTIALREQUEST']._serialized_start=167
-  _globals['_LOOKUPCREDENTIALREQUEST']._serialized_end=280
-  _globals['_LOOKUPCREDENTIALRESPONSE']._serialized_start=283
-  _globals['_LOOKUPCREDENTIALRESPONSE']._serialized_end=543
-  _globals['_GETLOGCHECKPOINTREQUEST']._serialized_start=545
-  _globals['_GETLOGCHECKPOINTREQUEST']._serialized_end=586
-  _globals['_GETLOGCHECKPOINTRESPONSE']._serialized_start=588
-  _globals['_GETLOGCHECKPOINTRESPONSE']._serialized_end=664
-  _globals['_GETLOGENTRIESREQUEST']._serialized_start=666
-  _globals['_GETLOGENTRIESREQUEST']._serialized_end=732
-  _globals['_GETLOGENTRIESRESPONSE']._serialized_start=734
-  _globals['_GETLOGENTRIESRESPONSE']._serialized_end=796
-  _globals['_GETLOGCONSISTENCYPROOFREQUEST']._serialized_start=798
-  _globals['_GETLOGCONSISTENCYPROOFREQUEST']._serialized_end=881
-  _globals['_GETLOGCONSISTENCYPROOFRESPONSE']._serialized_start=883
-  _globals['_GETLOGCONSISTENCYPROOFRESPONSE']._serialized_end=960
-  _globals['_SUBSCRIBELOGREQUEST']._serialized_start=962
-  _globals['_SUBSCRIBELOGREQUEST']._serialized_end=1019
-  _globals['_SUBSCRIBELOGRESPONSE']._serialized_start=1021
-  _globals['_SUBSCRIBELOGRESPONSE']._serialized_end=1132
-  _globals['_FEDERATIONSERVICE']._serialized_start=1135
-  _globals['_FEDERATIONSERVICE']._serialized_end=1726
+  _globals['_GETNODEDESCRIPTORREQUEST']._serialized_end=110
+  _globals['_GETNODEDESCRIPTORRESPONSE']._serialized_start=112
+  _globals['_GETNODEDESCRIPTORRESPONSE']._serialized_end=181
+  _globals['_LOOKUPCREDENTIALREQUEST']._serialized_start=183
+  _globals['_LOOKUPCREDENTIALREQUEST']._serialized_end=296
+  _globals['_LOOKUPCREDENTIALRESPONSE']._serialized_start=299
+  _globals['_LOOKUPCREDENTIALRESPONSE']._serialized_end=559
+  _globals['_GETLOGCHECKPOINTREQUEST']._serialized_start=561
+  _globals['_GETLOGCHECKPOINTREQUEST']._serialized_end=602
+  _globals['_GETLOGCHECKPOINTRESPONSE']._serialized_start=604
+  _globals['_GETLOGCHECKPOINTRESPONSE']._serialized_end=680
+  _globals['_GETLOGENTRIESREQUEST']._serialized_start=682
+  _globals['_GETLOGENTRIESREQUEST']._serialized_end=748
+  _globals['_GETLOGENTRIESRESPONSE']._serialized_start=750
+  _globals['_GETLOGENTRIESRESPONSE']._serialized_end=812
+  _globals['_GETLOGCONSISTENCYPROOFREQUEST']._serialized_start=814
+  _globals['_GETLOGCONSISTENCYPROOFREQUEST']._serialized_end=897
+  _globals['_GETLOGCONSISTENCYPROOFRESPONSE']._serialized_start=899
+  _globals['_GETLOGCONSISTENCYPROOFRESPONSE']._serialized_end=976
+  _globals['_SUBSCRIBELOGREQUEST']._serialized_start=978
+  _globals['_SUBSCRIBELOGREQUEST']._serialized_end=1035
+  _globals['_SUBSCRIBELOGRESPONSE']._serialized_start=1037
+  _globals['_SUBSCRIBELOGRESPONSE']._serialized_end=1148
+  _globals['_REPORTFORKREQUEST']._serialized_start=1150
+  _globals['_REPORTFORKREQUEST']._serialized_end=1187
+  _globals['_REPORTFORKRESPONSE']._serialized_start=1189
+  _globals['_REPORTFORKRESPONSE']._serialized_end=1233
+  _globals['_FEDERATIONSERVICE']._serialized_start=1236
+  _globals['_FEDERATIONSERVICE']._serialized_end=1904
 # @@protoc_insertion_point(module_scope)

@@ -8,8 +8,10 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GetNodeDescriptorRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("origin",)
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    origin: str
+    def __init__(self, origin: _Optional[str] = ...) -> None: ...
 
 class GetNodeDescriptorResponse(_message.Message):
     __slots__ = ("descriptor",)
@@ -100,3 +102,15 @@ class SubscribeLogResponse(_message.Message):
     checkpoint: _common_pb2.SignedCheckpoint
     entries: _containers.RepeatedCompositeFieldContainer[_common_pb2.LogEntry]
     def __init__(self, checkpoint: _Optional[_Union[_common_pb2.SignedCheckpoint, _Mapping]] = ..., entries: _Optional[_Iterable[_Union[_common_pb2.LogEntry, _Mapping]]] = ...) -> None: ...
+
+class ReportForkRequest(_message.Message):
+    __slots__ = ("evidence",)
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    evidence: bytes
+    def __init__(self, evidence: _Optional[bytes] = ...) -> None: ...
+
+class ReportForkResponse(_message.Message):
+    __slots__ = ("newly_recorded",)
+    NEWLY_RECORDED_FIELD_NUMBER: _ClassVar[int]
+    newly_recorded: bool
+    def __init__(self, newly_recorded: _Optional[bool] = ...) -> None: ...

@@ -26,9 +26,9 @@ if _version_not_supported:
 
 
 class FederationServiceStub:
-    """Partner nodes (role `peer`, mutual TLS) look up this country's credentials
-    and replicate status logs, this node's own and the ones it relays.
-    Designed now; methods answer UNIMPLEMENTED until federation lands.
+    """Partner nodes (role `peer`) look up credentials and replicate status logs:
+    this node's own and the ones it relays. Trust is never relayed: a caller
+    checks every signature with the origin's descriptor it pinned itself.
     """
 
     def __init__(self, channel):
@@ -67,23 +67,29 @@ class FederationServiceStub:
                 request_serializer=credfed_dot_v1_dot_federation__pb2.SubscribeLogRequest.SerializeToString,
                 response_deserializer=credfed_dot_v1_dot_federation__pb2.SubscribeLogResponse.FromString,
                 _registered_method=True)
+        self.ReportFork = channel.unary_unary(
+                '/credfed.v1.FederationService/ReportFork',
+                request_serializer=credfed_dot_v1_dot_federation__pb2.ReportForkRequest.SerializeToString,
+                response_deserializer=credfed_dot_v1_dot_federation__pb2.ReportForkResponse.FromString,
+                _registered_method=True)
 
 
 class FederationServiceServicer:
-    """Partner nodes (role `peer`, mutual TLS) look up this country's credentials
-    and replicate status logs, this node's own and the ones it relays.
-    Designed now; methods answer UNIMPLEMENTED until federation lands.
+    """Partner nodes (role `peer`) look up credentials and replicate status logs:
+    this node's own and the ones it relays. Trust is never relayed: a caller
+    checks every signature with the origin's descriptor it pinned itself.
     """
 
     def GetNodeDescriptor(self, request, context):
-        """This node's signed descriptor: country, node id, endpoints, keys, TLS CA, version.
+        """A signed descriptor: country, node id, endpoints, keys, TLS CA, version.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def LookupCredential(self, request, context):
-        """A credential of this country, for a partner's cross-border verify.
+        """A credential for a partner's cross-border verify: one of this country,
+        or one of a country this node is linked to, forwarded there once (relay).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -111,6 +117,14 @@ class FederationServiceServicer:
 
     def SubscribeLog(self, request, context):
         """New checkpoints and entries of `origin`'s log as they are appended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportFork(self, request, context):
+        """Proof that an origin equivocated; the receiver checks it itself and, if
+        it holds, stops accepting that origin's data and raises its alarm.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -149,6 +163,11 @@ def add_FederationServiceServicer_to_server(servicer, server):
                     request_deserializer=credfed_dot_v1_dot_federation__pb2.SubscribeLogRequest.FromString,
                     response_serializer=credfed_dot_v1_dot_federation__pb2.SubscribeLogResponse.SerializeToString,
             ),
+            'ReportFork': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportFork,
+                    request_deserializer=credfed_dot_v1_dot_federation__pb2.ReportForkRequest.FromString,
+                    response_serializer=credfed_dot_v1_dot_federation__pb2.ReportForkResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'credfed.v1.FederationService', rpc_method_handlers)
@@ -158,9 +177,9 @@ def add_FederationServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class FederationService:
-    """Partner nodes (role `peer`, mutual TLS) look up this country's credentials
-    and replicate status logs, this node's own and the ones it relays.
-    Designed now; methods answer UNIMPLEMENTED until federation lands.
+    """Partner nodes (role `peer`) look up credentials and replicate status logs:
+    this node's own and the ones it relays. Trust is never relayed: a caller
+    checks every signature with the origin's descriptor it pinned itself.
     """
 
     @staticmethod
@@ -315,6 +334,33 @@ class FederationService:
             '/credfed.v1.FederationService/SubscribeLog',
             credfed_dot_v1_dot_federation__pb2.SubscribeLogRequest.SerializeToString,
             credfed_dot_v1_dot_federation__pb2.SubscribeLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportFork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/credfed.v1.FederationService/ReportFork',
+            credfed_dot_v1_dot_federation__pb2.ReportForkRequest.SerializeToString,
+            credfed_dot_v1_dot_federation__pb2.ReportForkResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -33,18 +33,22 @@ class VerifyRequest(_message.Message):
     def __init__(self, credential_id: _Optional[str] = ..., birth_date: _Optional[str] = ..., family_name: _Optional[str] = ...) -> None: ...
 
 class Provenance(_message.Message):
-    __slots__ = ("origin", "signature_checked", "status_as_of", "source", "data_age_seconds")
+    __slots__ = ("origin", "signature_checked", "status_as_of", "source", "data_age_seconds", "origin_unreachable", "record_cached")
     ORIGIN_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_CHECKED_FIELD_NUMBER: _ClassVar[int]
     STATUS_AS_OF_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     DATA_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_UNREACHABLE_FIELD_NUMBER: _ClassVar[int]
+    RECORD_CACHED_FIELD_NUMBER: _ClassVar[int]
     origin: str
     signature_checked: bool
     status_as_of: _timestamp_pb2.Timestamp
     source: StatusSource
     data_age_seconds: int
-    def __init__(self, origin: _Optional[str] = ..., signature_checked: _Optional[bool] = ..., status_as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[_Union[StatusSource, str]] = ..., data_age_seconds: _Optional[int] = ...) -> None: ...
+    origin_unreachable: bool
+    record_cached: bool
+    def __init__(self, origin: _Optional[str] = ..., signature_checked: _Optional[bool] = ..., status_as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[_Union[StatusSource, str]] = ..., data_age_seconds: _Optional[int] = ..., origin_unreachable: _Optional[bool] = ..., record_cached: _Optional[bool] = ...) -> None: ...
 
 class VerificationResult(_message.Message):
     __slots__ = ("credential_id", "status", "status_detail", "holder", "qualification", "issuer_id", "issuer_name", "issued_on", "valid_until", "supersedes", "signed_record", "provenance", "status_entry", "inclusion_proof", "checkpoint")

@@ -1,0 +1,328 @@
+"""Replicas of partner origins' status logs, guarded by the trust state.
+
+Rules:
+
+1. **Verified before stored.** Entries of origin X are stored only once they
+   are proven part of a checkpoint signed by X (a key of X's pinned
+   descriptor valid at the checkpoint's time): the last batch must rebuild
+   the checkpoint's root, any earlier batch is tied to it by a consistency
+   proof from the batch's end to the checkpoint's size.
+2. **One tree.** A checkpoint larger than the latest accepted one L needs a
+   consistency proof from L (``TrustState.observe``); older or equal ones
+   are checked against the replica. Two checkpoints that cannot both be
+   true are a fork: the evidence is kept (in the store), the origin's data is
+   refused from then on, and ``on_fork`` raises the alarm and hands the
+   evidence on.
+3. **The replica checkpoint is L.** It is written in the same transaction as
+   the batch that completes its tree, so the replica always covers it and a
+   relay can serve every entry and proof up to it. During a long catch-up the
+   replica may hold verified entries beyond L (each batch is proven part of
+   the checkpoint being caught up to); they are never served before L covers
+   them.
+4. **One writer per origin.** A lock serialises the updates of one origin
+   (the push stream and anti-entropy may deliver the same data twice).
+
+Where the data came from does not matter to any rule: a relay is only
+transport. Nothing here imports grpc; :class:`LogSource` is the port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from credfed.clock import Clock
+from credfed.errors import (
+    CheckpointRollbackError,
+    EquivocationError,
+    ProofError,
+    ValidationError,
+)
+from credfed.federation.descriptor import Descriptor
+from credfed.federation.evidence import ForkEvidence, decode_evidence, encode_evidence
+from credfed.federation.trust import TrustState
+from credfed.models import Envelope, SignedCheckpoint
+from credfed.statuslog import merkle
+from credfed.statuslog.entries import decode_entry
+from credfed.statuslog.watch import LogWatch
+from credfed.storage.base import ReplicaAppend, Store
+
+log = structlog.get_logger("credfed.federation")
+
+#: Entries per request and per stored batch.
+BATCH = 1000
+
+
+class LogSource(Protocol):
+    """A partner that serves status logs: the origin itself or a relay."""
+
+    @property
+    def name(self) -> str:
+        """The partner's country, for logs and status."""
+        ...
+
+    async def checkpoint(self, origin: str) -> Envelope: ...
+
+    async def entries(self, origin: str, start: int, end: int) -> list[bytes]: ...
+
+    async def consistency(self, origin: str, old_size: int, new_size: int) -> list[bytes]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """Entries a push stream delivered with a checkpoint: leaves from ``start``."""
+
+    start: int
+    leaves: Sequence[bytes]
+
+
+OnFork = Callable[[ForkEvidence], Awaitable[None]]
+
+
+class Replicas:
+    """The node's replicas of its partners' logs (see the module rules)."""
+
+    def __init__(self, store: Store, trust: TrustState, clock: Clock) -> None:
+        self._store = store
+        self.trust = trust
+        self._clock = clock
+        #: Called once per fork recorded (the alarm, and handing the evidence on).
+        self.on_fork: OnFork = _no_alarm
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._watches: dict[str, LogWatch] = {}
+
+    @classmethod
+    async def load(cls, store: Store, descriptors: Sequence[Descriptor], clock: Clock) -> Replicas:
+        """Rebuild the trust state from the pinned descriptors and what the
+        store kept (replica checkpoints, fork evidence) of those origins."""
+        pinned = {d.country for d in descriptors}
+        latest = [cp for cp in await store.replica_checkpoints() if cp.checkpoint.origin in pinned]
+        forks = [
+            decode_evidence(data)
+            for origin, data in await store.list_fork_evidence()
+            if origin in pinned
+        ]
+        replicas = cls(store, TrustState(descriptors, latest, forks), clock)
+        for cp in latest:
+            await replicas.watch(cp.checkpoint.origin).published(cp.checkpoint.tree_size)
+        return replicas
+
+    def watch(self, origin: str) -> LogWatch:
+        """Woken when the replica of ``origin`` covers a larger checkpoint."""
+        return self._watches.setdefault(origin, LogWatch())
+
+    def _lock(self, origin: str) -> asyncio.Lock:
+        return self._locks.setdefault(origin, asyncio.Lock())
+
+    # -- updates --------------------------------------------------------------
+
+    async def apply(
+        self,
+        origin: str,
+        envelope: Envelope,
+        source: LogSource,
+        delivered: Delivered | None = None,
+    ) -> bool:
+        """Take a checkpoint of ``origin`` from ``source`` (with the entries a
+        stream delivered alongside, if any), fetch whatever else the replica
+        needs from ``source`` and store it. Returns True if the replica's
+        checkpoint changed. Raises TrustError (a bad signature, proof or
+        rollback: the source's fault or an attack, logged by the caller) and
+        EquivocationError after recording the fork."""
+        async with self._lock(origin):
+            try:
+                return await self._apply(origin, envelope, source, delivered)
+            except EquivocationError as exc:
+                await self._recorded(exc.evidence)
+                raise
+
+    async def _apply(
+        self, origin: str, envelope: Envelope, source: LogSource, delivered: Delivered | None
+    ) -> bool:
+        signed = self.trust.check_checkpoint(origin, envelope)
+        latest = self.trust.latest(origin)
+        size = signed.checkpoint.tree_size
+        held = await self._store.replica_size(origin)
+        if latest is None or size > latest.checkpoint.tree_size:
+            proof: list[bytes] = []
+            if latest is not None and latest.checkpoint.tree_size > 0:
+                proof = await source.consistency(origin, latest.checkpoint.tree_size, size)
+            self.trust.observe(origin, signed, self._no_root, proof=proof, advance=False)
+            await self._catch_up(
+                origin, signed, proof=proof, source=source, held=held, delivered=delivered
+            )
+            return True
+        latest_size = latest.checkpoint.tree_size
+        if size == latest_size:
+            self.trust.observe(origin, signed, self._no_root)  # a fork, or a fresher time
+            if self.trust.latest(origin) is signed:
+                await self._store.set_replica_checkpoint(signed)
+                return True
+            return False
+        # Older than L: no news, unless it disagrees with the replica (a fork).
+        ours = await self._root(origin, size)
+        own_proof = await self._consistency(origin, size, latest_size) if size else []
+        try:
+            self.trust.observe(
+                origin, signed, lambda s: ours if s == size else None, proof=own_proof
+            )
+        except CheckpointRollbackError:
+            return False
+        return False  # pragma: no cover - observe raises for an older checkpoint
+
+    async def _catch_up(
+        self,
+        origin: str,
+        signed: SignedCheckpoint,
+        *,
+        proof: Sequence[bytes],
+        source: LogSource,
+        held: int,
+        delivered: Delivered | None,
+    ) -> None:
+        size, root = signed.checkpoint.tree_size, signed.checkpoint.root_hash
+        if held >= size:
+            # Already verified up to here during an earlier, interrupted catch-up.
+            if await self._root(origin, size) != root:
+                raise ProofError(
+                    f"checkpoint of {origin} at size {size} disagrees with verified entries"
+                )
+            self.trust.observe(origin, signed, self._no_root, proof=proof)
+            await self._store.set_replica_checkpoint(signed)
+            await self.watch(origin).published(size)
+            return
+        frontier = await self._store.get_replica_nodes(origin, merkle.frontier_ids(held))
+        start = held
+        while start < size:
+            end = min(size, start + BATCH)
+            leaves = _take(delivered, start, end)
+            if leaves is None:
+                leaves = await source.entries(origin, start, end)
+            if len(leaves) != end - start:
+                raise ProofError(
+                    f"{source.name} sent {len(leaves)} entries of {origin} for [{start}, {end})"
+                )
+            statuses = _statuses(origin, start, leaves)
+            nodes = merkle.append_nodes(start, [merkle.leaf_hash(x) for x in leaves], frontier)
+            known = dict(frontier)
+            known.update(((level, index), h) for level, index, h in nodes)
+            got = merkle.root_hash(end, known)
+            if end == size:
+                if got != root:
+                    raise ProofError(
+                        f"entries of {origin} from {source.name} do not rebuild the root"
+                        f" of its checkpoint at size {size}: refused"
+                    )
+            else:
+                link = await source.consistency(origin, end, size)
+                try:
+                    merkle.verify_consistency(end, size, got, root, link)
+                except ProofError as exc:
+                    raise ProofError(
+                        f"entries of {origin} [{start}, {end}) from {source.name} are not"
+                        f" part of its checkpoint at size {size}: {exc}"
+                    ) from None
+            await self._store.append_replica(
+                ReplicaAppend(
+                    origin=origin,
+                    start=start,
+                    leaves=leaves,
+                    nodes=nodes,
+                    statuses=statuses,
+                    checkpoint=signed if end == size else None,
+                )
+            )
+            frontier = {node: known[node] for node in merkle.frontier_ids(end)}
+            start = end
+        # After the commit, so trust never runs ahead of the stored replica; it
+        # passed with advance=False under this lock, so advancing succeeds.
+        self.trust.observe(origin, signed, self._no_root, proof=proof)
+        await self.watch(origin).published(size)
+
+    async def record_fork(self, data: bytes) -> bool:
+        """A peer's fork evidence (ReportFork): check it, keep it, alarm.
+        Returns False if this node already held evidence against the origin."""
+        evidence = decode_evidence(data)
+        if self.trust.descriptor(evidence.origin) is None:
+            raise ValidationError("evidence", f"origin {evidence.origin} is not pinned here")
+        async with self._lock(evidence.origin):
+            if not self.trust.record_fork(evidence):
+                return False
+        await self._recorded(evidence)
+        return True
+
+    async def _recorded(self, evidence: ForkEvidence) -> None:
+        await self._store.add_fork_evidence(evidence.origin, encode_evidence(evidence))
+        await self.on_fork(evidence)
+
+    # -- reads ----------------------------------------------------------------
+
+    async def size(self, origin: str) -> int:
+        return await self._store.replica_size(origin)
+
+    async def checkpoint(self, origin: str) -> SignedCheckpoint | None:
+        return await self._store.replica_checkpoint(origin)
+
+    async def consistency(self, origin: str, old_size: int, new_size: int) -> list[bytes]:
+        return await self._consistency(origin, old_size, new_size)
+
+    async def _consistency(self, origin: str, old_size: int, new_size: int) -> list[bytes]:
+        ranges = merkle.consistency_proof_ranges(old_size, new_size)
+        nodes = await self._nodes(origin, merkle.nodes_for_ranges(ranges))
+        return merkle.consistency_proof(old_size, new_size, nodes)
+
+    async def _root(self, origin: str, size: int) -> bytes:
+        if size == 0:
+            return merkle.EMPTY_ROOT
+        return merkle.root_hash(size, await self._nodes(origin, merkle.frontier_ids(size)))
+
+    async def _nodes(
+        self, origin: str, ids: Sequence[tuple[int, int]]
+    ) -> dict[tuple[int, int], bytes]:
+        nodes = await self._store.get_replica_nodes(origin, ids)
+        if len(nodes) != len(set(ids)):
+            raise ProofError(f"the replica of {origin} is missing Merkle nodes")
+        return nodes
+
+    @staticmethod
+    def _no_root(size: int) -> bytes | None:
+        return None
+
+
+async def _no_alarm(evidence: ForkEvidence) -> None:
+    return None
+
+
+def _statuses(origin: str, start: int, leaves: Sequence[bytes]) -> list[tuple[str, int]]:
+    """The credential id of each leaf, after checking that the leaf is an
+    entry of ``origin`` at its position (a leaf moved to another log or index
+    is refused even though the Merkle proof would hold)."""
+    out = []
+    for offset, leaf in enumerate(leaves):
+        try:
+            entry = decode_entry(leaf)
+        except ValidationError as exc:
+            raise ProofError(f"entry {start + offset} of {origin} is malformed: {exc}") from None
+        if entry.origin != origin or entry.index != start + offset:
+            raise ProofError(
+                f"entry {start + offset} of {origin} claims to be entry {entry.index}"
+                f" of {entry.origin}: refused"
+            )
+        out.append((entry.credential_id, start + offset))
+    return out
+
+
+def _take(delivered: Delivered | None, start: int, end: int) -> list[bytes] | None:
+    if delivered is None:
+        return None
+    lo = start - delivered.start
+    if lo < 0 or delivered.start + len(delivered.leaves) < end:
+        return None
+    return list(delivered.leaves[lo : lo + end - start])
+
+
+__all__ = ["BATCH", "Delivered", "LogSource", "Replicas"]
