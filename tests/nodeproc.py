@@ -11,8 +11,9 @@ from pathlib import Path
 
 
 class NodeProcess:
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, listen: str = "127.0.0.1:0") -> None:
         self.data_dir = data_dir
+        self.listen = listen
         self.log_path = log_path
         self.port_file = data_dir / "serve.port"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -31,7 +32,7 @@ class NodeProcess:
                     "--data-dir",
                     str(self.data_dir),
                     "--listen",
-                    "127.0.0.1:0",
+                    self.listen,
                     "--port-file",
                     str(self.port_file),
                 ],

@@ -260,6 +260,18 @@ def peer() -> None:
     """Pairing with partner nodes."""
 
 
+def _link_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option(
+        "--endpoint",
+        help="The partner's HOST:PORT (default: the first endpoint in its descriptor).",
+    )(fn)
+    return click.option(
+        "--token-file",
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        help="A file holding the peer token the partner issued to this node.",
+    )(fn)
+
+
 @peer.command("export")
 @_node_dir
 @click.option(
@@ -308,26 +320,69 @@ def peer_export(data_dir: Path, out: Path | None, as_json: bool) -> None:
     required=True,
     help="The fingerprint the partner's operator read to you.",
 )
+@_link_options
 @_node_dir
 @click.option("--json", "as_json", is_flag=True)
-def peer_add(file: Path, expected: str, data_dir: Path, as_json: bool) -> None:
-    """Pin a partner node by its exported descriptor and confirmed fingerprint."""
+def peer_add(  # noqa: PLR0917 - click passes each option as an argument
+    file: Path,
+    expected: str,
+    token_file: Path | None,
+    endpoint: str | None,
+    data_dir: Path,
+    as_json: bool,
+) -> None:
+    """Pin a partner node by its exported descriptor and confirmed fingerprint.
+
+    With --token-file the node also calls it (a link); without, the partner
+    is trusted and its data reaches this node through linked partners.
+    Restart a serving node to apply."""
     from credfed.crypto.envelope import envelope_from_json
     from credfed.federation.peers import PeerDirectory
 
     config = _load_config(data_dir)
+    peers = PeerDirectory(data_dir, config.country)
     try:
-        pinned = PeerDirectory(data_dir, config.country).add(
-            envelope_from_json(file.read_bytes()), expected
-        )
+        pinned = peers.add(envelope_from_json(file.read_bytes()), expected)
+        if token_file is not None:
+            peers.set_link(pinned.descriptor.country, _read_token(token_file), endpoint)
     except CredfedError as exc:
         fail(str(exc))
     d = pinned.descriptor
+    linked = " and linked" if token_file is not None else ""
     _emit(
         as_json,
-        _peer_dict(pinned),
-        f"pinned {d.node_id} ({d.country}) version {d.version}, fingerprint {pinned.fingerprint}",
+        _peer_dict(pinned) | {"linked": token_file is not None},
+        f"pinned{linked} {d.node_id} ({d.country}) version {d.version},"
+        f" fingerprint {pinned.fingerprint}",
     )
+
+
+@peer.command("link")
+@click.argument("country")
+@_link_options
+@_node_dir
+def peer_link(country: str, token_file: Path | None, endpoint: str | None, data_dir: Path) -> None:
+    """Call the pinned partner of COUNTRY with the peer token its operator
+    issued to this node (`credfed token create --role peer` there)."""
+    from credfed.federation.peers import PeerDirectory
+
+    if token_file is None:
+        raise click.UsageError("--token-file is required")
+    config = _load_config(data_dir)
+    try:
+        link = PeerDirectory(data_dir, config.country).set_link(
+            country.strip().upper(), _read_token(token_file), endpoint
+        )
+    except CredfedError as exc:
+        fail(str(exc))
+    click.echo(f"linked {link.country} at {link.endpoint}; restart a serving node to apply")
+
+
+def _read_token(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        fail(f"{path}: {exc.strerror}")
 
 
 @peer.command("list")
@@ -338,16 +393,22 @@ def peer_list(data_dir: Path, as_json: bool) -> None:
     from credfed.federation.peers import PeerDirectory
 
     config = _load_config(data_dir)
+    directory = PeerDirectory(data_dir, config.country)
     try:
-        peers = PeerDirectory(data_dir, config.country).list()
+        peers = directory.list()
+        links = {link.country: link.endpoint for link in directory.links()}
     except CredfedError as exc:
         fail(str(exc))
     rows = [
         f"{p.descriptor.country}\t{p.descriptor.node_id}\tv{p.descriptor.version}\t"
-        f"{', '.join(p.descriptor.endpoints) or '-'}\t{p.fingerprint}"
+        f"{links.get(p.descriptor.country, 'not linked (relayed)')}\t{p.fingerprint}"
         for p in peers
     ]
-    _emit(as_json, [_peer_dict(p) for p in peers], "\n".join(rows) or "no partners pinned")
+    _emit(
+        as_json,
+        [_peer_dict(p) | {"link": links.get(p.descriptor.country)} for p in peers],
+        "\n".join(rows) or "no partners pinned",
+    )
 
 
 @peer.command("remove")
@@ -375,6 +436,40 @@ def _peer_dict(p: Any) -> dict[str, object]:
         "key_ids": [k.key_id for k in d.keys],
         "fingerprint": p.fingerprint,
     }
+
+
+@main.command()
+@_node_dir
+@click.option("--json", "as_json", is_flag=True)
+def status(data_dir: Path, as_json: bool) -> None:
+    """This node's log, its partners' replicas (size, age of the newest
+    checkpoint) and alarms. Reads the data directory; works while serving."""
+    from credfed.federation.status import node_status
+
+    config = _load_config(data_dir)
+    try:
+        report = asyncio.run(node_status(config))
+    except CredfedError as exc:
+        fail(str(exc))
+    lines = [
+        f"node {config.node_id} ({config.country}): log size {report['log_size']},"
+        f" checkpoint age {_age(report['checkpoint_age_seconds'])}",
+        "partners:",
+    ]
+    for o in report["origins"]:
+        state = "FORKED" if o["forked"] else ("stale" if o["stale"] else "ok")
+        lines.append(
+            f"  {o['origin']}  {o['link'] or 'relayed':<22} replica {o['replica_size']:>8}"
+            f"  checkpoint age {_age(o['checkpoint_age_seconds']):>8}  {state}"
+        )
+    if not report["origins"]:
+        lines.append("  none pinned")
+    lines.append("alarms:" + ("".join(f"\n  {a}" for a in report["alarms"]) or " none"))
+    _emit(as_json, report, "\n".join(lines))
+
+
+def _age(seconds: object) -> str:
+    return "-" if seconds is None else f"{seconds}s"
 
 
 @main.group()
@@ -740,10 +835,15 @@ def _import_failure(exc: grpc.RpcError, file: Path) -> NoReturn:
 
 # -- verification -----------------------------------------------------------------------------
 def _public_keys(
-    data_dir: Path | None, key_files: tuple[Path, ...]
+    data_dir: Path | None, key_files: tuple[Path, ...], country: str | None = None
 ) -> dict[str, VerifyingKey] | None:
+    """Keys to check an answer with: the files given, else those of the
+    node's own data directory, or its pinned partner for a foreign ``country``."""
     files = list(key_files)
     if data_dir is not None and not files:
+        config = _load_config(data_dir)
+        if country is not None and country != config.country:
+            return _pinned_keys(data_dir, config.country, country)
         files = sorted((data_dir / cfg.KEY_DIR).glob("*.pub"))
     if not files:
         return None
@@ -755,6 +855,20 @@ def _public_keys(
             fail(f"{path}: not an Ed25519 public key in hex ({exc})")
         keys[key.key_id] = key
     return keys
+
+
+def _pinned_keys(data_dir: Path, own: str, country: str) -> dict[str, VerifyingKey] | None:
+    """Every key of the partner descriptor this node pinned for ``country``."""
+    from credfed.federation.peers import PeerDirectory
+
+    try:
+        peers = PeerDirectory(data_dir, own).list()
+    except CredfedError as exc:
+        fail(str(exc))
+    for p in peers:
+        if p.descriptor.country == country:
+            return {k.key_id: k.public_key for k in p.descriptor.keys}
+    return None
 
 
 @main.command()
@@ -787,7 +901,7 @@ def verify(
         req.birth_date = birth_date
     else:
         req.family_name = family_name or ""
-    keys = _public_keys(kw["data_dir"], key_files)
+    keys = _public_keys(kw["data_dir"], key_files, credential_id.strip()[:2].upper())
     with _connect(kw) as client:
         res = _call(client, client.verification.Verify, req).result
     try:
@@ -817,8 +931,21 @@ def verify(
         f"valid:         {res.issued_on} – {res.valid_until or 'no expiry'}\n"
         f"status as of:  {res.provenance.status_as_of.ToDatetime():%Y-%m-%d %H:%M:%S} UTC "
         f"(origin {res.provenance.origin}, log size {checked.tree_size})\n"
+        f"provenance:    {_provenance(res.provenance)}\n"
         f"proof:         inclusion verified; signatures {sigs}",
     )
+
+
+def _provenance(p: v.Provenance) -> str:
+    source = v.StatusSource.Name(p.source).removeprefix("STATUS_SOURCE_").lower()
+    parts = [
+        f"status from {source.replace('_', ' ')}",
+        f"data age {p.data_age_seconds}s",
+        "origin signature checked by the node" if p.signature_checked else "signed by this node",
+    ]
+    if p.record_cached:
+        parts.append("record from the node's cache")
+    return ", ".join(parts)
 
 
 def _envelope(pb: c.Envelope) -> Any:

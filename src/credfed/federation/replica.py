@@ -115,6 +115,10 @@ class Replicas:
         """Woken when the replica of ``origin`` covers a larger checkpoint."""
         return self._watches.setdefault(origin, LogWatch())
 
+    async def close_watches(self) -> None:
+        for watch in self._watches.values():
+            await watch.close()
+
     def _lock(self, origin: str) -> asyncio.Lock:
         return self._locks.setdefault(origin, asyncio.Lock())
 

@@ -96,6 +96,12 @@ class LogServer:
             raise ValidationError("new_size", f"is beyond the log size {latest}")
         return await self._replicas.consistency(origin, old_size, size)
 
+    async def close(self) -> None:
+        """End every subscription promptly (the server is stopping)."""
+        await self._watch.close()
+        if self._replicas is not None:
+            await self._replicas.close_watches()
+
     def _watch_for(self, origin: str) -> LogWatch:
         if origin == self._origin or self._replicas is None:
             return self._watch
@@ -108,7 +114,7 @@ class LogServer:
         heartbeat checkpoints reach subscribers)."""
         sent = from_index
         watch = self._watch_for(origin)
-        while True:
+        while not watch.closed:
             checkpoint = await self.checkpoint(origin)
             size = checkpoint.checkpoint.tree_size
             if sent > size:

@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from credfed import logging as clog
 from credfed.config import check_listen
 from credfed.errors import ConfigError, CredfedError
+from credfed.federation.serving import LogServer
 from credfed.federation.sync import Replicator
 from credfed.node import Node
 from credfed.rpc.auth import Authenticator, AuthInterceptor
@@ -98,12 +99,14 @@ class RunningServer:
     health: health.aio.HealthServicer
     replicator: Replicator
     tasks: list[asyncio.Task[None]]
+    log_server: LogServer
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
         for task in self.tasks:
             task.cancel()
         await self.replicator.stop()
+        await self.log_server.close()  # subscriptions end now, not after the grace
         await self.server.stop(grace)
 
 
@@ -193,4 +196,4 @@ async def start(node: Node, listen: str | None = None) -> RunningServer:
         partners=len(node.replicas.trust.origins()),
         links=len(replicator.links()),
     )
-    return RunningServer(server, port, health_servicer, replicator, tasks)
+    return RunningServer(server, port, health_servicer, replicator, tasks, node.log_server)

@@ -14,7 +14,18 @@ import contextlib
 class LogWatch:
     def __init__(self) -> None:
         self._size = 0
+        self._closed = False
         self._changed = asyncio.Condition()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def close(self) -> None:
+        """Release every waiter now (the server is stopping)."""
+        async with self._changed:
+            self._closed = True
+            self._changed.notify_all()
 
     async def published(self, size: int) -> None:
         async with self._changed:
@@ -27,5 +38,7 @@ class LogWatch:
         ``within`` seconds whatever it is (a keepalive for the stream)."""
         async with self._changed:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait_for(lambda: self._size > size), within)
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: self._size > size or self._closed), within
+                )
             return self._size

@@ -1,0 +1,211 @@
+"""A real federation for integration tests: one ``credfed serve`` process per
+country on loopback, each with its own data directory, pinned and linked to
+its partners exactly as ``credfed peer add --token-file`` does it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from conftest import draft
+from nodeproc import NodeProcess
+
+from credfed import config as cfg
+from credfed.bootstrap import add_client, init_node
+from credfed.clock import utc_now
+from credfed.config import FederationSettings
+from credfed.crypto.keys import SigningKey
+from credfed.federation.descriptor import fingerprint
+from credfed.federation.local import own_descriptor
+from credfed.federation.peers import PeerDirectory
+from credfed.v1 import common_pb2 as c
+from credfed.v1 import federation_pb2_grpc, registry_pb2_grpc, verification_pb2_grpc
+from credfed.v1 import registry_pb2 as r
+from credfed.v1 import verification_pb2 as v
+
+#: Short periods so that tests observe heartbeats, anti-entropy and staleness.
+FAST = FederationSettings(
+    sync_interval=0.5, checkpoint_interval=1.0, max_staleness=30.0, call_timeout=3.0
+)
+ISSUERS = {"DE": "de-hwk-muenchen", "FR": "fr-cma-lyon", "PL": "pl-zrp-krakow", "AT": "at-wk-wien"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class FedNode:
+    country: str
+    data_dir: Path
+    port: int
+    admin: str
+    proc: NodeProcess
+    tokens: dict[str, str] = field(default_factory=dict)
+    _channel: grpc.aio.Channel | None = None
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self.target)
+        return self._channel
+
+    def md(self, role: str = "admin") -> tuple[tuple[str, str], ...]:
+        token = self.admin if role == "admin" else self.tokens[role]
+        return (("authorization", f"Bearer {token}"),)
+
+    @property
+    def registry(self) -> registry_pb2_grpc.RegistryServiceStub:
+        return registry_pb2_grpc.RegistryServiceStub(self.channel)
+
+    @property
+    def verification(self) -> verification_pb2_grpc.VerificationServiceStub:
+        return verification_pb2_grpc.VerificationServiceStub(self.channel)
+
+    @property
+    def federation(self) -> federation_pb2_grpc.FederationServiceStub:
+        return federation_pb2_grpc.FederationServiceStub(self.channel)
+
+    def start(self) -> None:
+        self.proc.start()
+
+    async def stop(self) -> None:
+        await self.close_channel()
+        self.proc.stop()
+
+    async def close_channel(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+    async def issue(self, **overrides: Any) -> str:
+        got = await self.registry.IssueCredential(
+            r.IssueCredentialRequest(draft=draft(issuer_id=ISSUERS[self.country], **overrides)),
+            metadata=self.md(),
+            timeout=10,
+        )
+        return str(got.receipt.credential.credential_id)
+
+    async def revoke(self, cid: str, reason: str = "fraud") -> int:
+        got = await self.registry.RevokeCredential(
+            r.RevokeCredentialRequest(credential_id=cid, reason=reason),
+            metadata=self.md(),
+            timeout=10,
+        )
+        return int(got.receipt.checkpoint.tree_size)
+
+    async def verify(self, cid: str, birth_date: str = "1994-03-17") -> v.VerificationResult:
+        got = await self.verification.Verify(
+            v.VerifyRequest(credential_id=cid, birth_date=birth_date),
+            metadata=self.md("verifier"),
+            timeout=10,
+        )
+        result: v.VerificationResult = got.result
+        return result
+
+    async def log_size(self) -> int:
+        got = await self.verification.GetCheckpoint(
+            v.GetCheckpointRequest(), metadata=self.md("verifier"), timeout=10
+        )
+        return int(got.checkpoint.tree_size)
+
+
+async def build(
+    root: Path,
+    countries: Iterable[str],
+    links: Iterable[tuple[str, str]],
+    *,
+    pins: Iterable[tuple[str, str]] | None = None,
+    settings: FederationSettings = FAST,
+    twins: dict[str, str] | None = None,
+) -> dict[str, FedNode]:
+    """Initialise nodes (not started). ``links`` are (caller, callee) pairs;
+    every node pins every other unless ``pins`` says who pins whom.
+    ``twins`` maps a name to a country it clones (same key and descriptor,
+    its own database): an origin that equivocates."""
+    nodes: dict[str, FedNode] = {}
+    names = list(countries)
+    for name in names:
+        country = name[:2]
+        port = free_port()
+        init = await init_node(root / name, country, f"127.0.0.1:{port}")
+        config = dataclasses.replace(init.config, federation=settings)
+        (config.data_dir / cfg.CONFIG_FILE).write_text(config.to_toml())
+        own_descriptor(config, SigningKey.load(config.key_path), utc_now())
+        proc = NodeProcess(config.data_dir, root / f"{name}.log", listen=config.listen)
+        nodes[name] = FedNode(country, config.data_dir, port, init.admin_token, proc)
+        for role in ("verifier",):
+            nodes[name].tokens[role] = await add_client(config, role, f"test {role}")
+    for twin, original in (twins or {}).items():
+        _clone_identity(nodes[original].data_dir, nodes[twin].data_dir)
+    pairs = list(pins) if pins is not None else [(a, b) for a in names for b in names if a != b]
+    for a, b in pairs:
+        if nodes[a].country == nodes[b].country:
+            continue
+        envelope = own_descriptor(cfg.load(nodes[b].data_dir), _key(nodes[b]), utc_now())
+        PeerDirectory(nodes[a].data_dir, nodes[a].country).add(envelope, fingerprint(envelope))
+    for a, b in links:
+        token = await add_client(cfg.load(nodes[b].data_dir), "peer", f"node {a}")
+        nodes[a].tokens[f"peer:{b}"] = token
+        PeerDirectory(nodes[a].data_dir, nodes[a].country).set_link(
+            nodes[b].country, token, nodes[b].target
+        )
+    return nodes
+
+
+def _key(node: FedNode) -> SigningKey:
+    return SigningKey.load(cfg.load(node.data_dir).key_path)
+
+
+def _clone_identity(src: Path, dst: Path) -> None:
+    """Give ``dst`` the signing key and descriptor of ``src``."""
+    from credfed.federation.local import DESCRIPTOR_FILE
+
+    src_config, dst_config = cfg.load(src), cfg.load(dst)
+    SigningKey.load(src_config.key_path).save(dst / src_config.signing_key)
+    (dst / DESCRIPTOR_FILE).write_bytes((src / DESCRIPTOR_FILE).read_bytes())
+    twin = dataclasses.replace(dst_config, signing_key=src_config.signing_key)
+    (dst / cfg.CONFIG_FILE).write_text(twin.to_toml())
+
+
+async def register_issuer(node: FedNode) -> None:
+    issuer_id = ISSUERS[node.country]
+    await node.registry.RegisterIssuer(
+        r.RegisterIssuerRequest(issuer_id=issuer_id, name=issuer_id, sectors=["energy"]),
+        metadata=node.md(),
+        timeout=10,
+    )
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], timeout: float = 20.0, interval: float = 0.05
+) -> Any:
+    """Poll ``check`` until it returns a truthy value (returned) or raise."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = await check()
+            if last:
+                return last
+        except grpc.aio.AioRpcError as exc:
+            last = exc
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last: {last!r}")
+
+
+STATUS = c.CredentialStatus
