@@ -107,6 +107,7 @@ class Node:
             Checkpoint(origin=self.config.country, tree_size=size, root_hash=root, timestamp=now),
         )
         self.verifier.heartbeat(signed)
+        await self.log_server.refreshed()
         return signed
 
     async def close(self) -> None:

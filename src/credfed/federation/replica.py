@@ -55,6 +55,8 @@ log = structlog.get_logger("credfed.federation")
 
 #: Entries per request and per stored batch.
 BATCH = 1000
+#: Largest tree rebuilt in memory to prove a suspected fork (~100 B a node).
+MAX_PROVE = 200_000
 
 
 class LogSource(Protocol):
@@ -155,7 +157,12 @@ class Replicas:
             proof: list[bytes] = []
             if latest is not None and latest.checkpoint.tree_size > 0:
                 proof = await source.consistency(origin, latest.checkpoint.tree_size, size)
-            self.trust.observe(origin, signed, self._no_root, proof=proof, advance=False)
+            try:
+                self.trust.observe(origin, signed, self._no_root, proof=proof, advance=False)
+            except ProofError:
+                if latest is not None:
+                    await self._prove_fork(origin, latest, signed, source)
+                raise
             await self._catch_up(
                 origin, signed, proof=proof, source=source, held=held, delivered=delivered
             )
@@ -163,8 +170,10 @@ class Replicas:
         latest_size = latest.checkpoint.tree_size
         if size == latest_size:
             self.trust.observe(origin, signed, self._no_root)  # a fork, or a fresher time
-            if self.trust.latest(origin) is signed:
-                await self._store.set_replica_checkpoint(signed)
+            refreshed = self.trust.latest(origin)
+            if refreshed is not None and refreshed is not latest:
+                await self._store.set_replica_checkpoint(refreshed)
+                await self.watch(origin).refreshed()  # relay the fresher time now
                 return True
             return False
         # Older than L: no news, unless it disagrees with the replica (a fork).
@@ -246,6 +255,49 @@ class Replicas:
         # passed with advance=False under this lock, so advancing succeeds.
         self.trust.observe(origin, signed, self._no_root, proof=proof)
         await self.watch(origin).published(size)
+
+    async def _prove_fork(
+        self,
+        origin: str,
+        latest: SignedCheckpoint,
+        signed: SignedCheckpoint,
+        source: LogSource,
+    ) -> None:
+        """A larger checkpoint whose consistency proof from L failed: the
+        source may be lying, or the origin may have forked. Rebuild the
+        source's tree from its entries; if it matches the signed root but not
+        L's at L's size, the two checkpoints are a proven fork
+        (EquivocationError, recorded by apply). Otherwise return and let the
+        ProofError stand. Bounded: trees beyond MAX_PROVE are not rebuilt."""
+        m, n = latest.checkpoint.tree_size, signed.checkpoint.tree_size
+        if n > MAX_PROVE:
+            log.warning("federation.fork_unproven", origin=origin, size=n, reason="tree too large")
+            return
+        nodes: dict[tuple[int, int], bytes] = {}
+        for start in range(0, n, BATCH):
+            end = min(n, start + BATCH)
+            leaves = await source.entries(origin, start, end)
+            if len(leaves) != end - start:
+                return
+            frontier = {i: nodes[i] for i in merkle.frontier_ids(start)}
+            hashes = [merkle.leaf_hash(x) for x in leaves]
+            nodes.update(
+                ((lv, ix), h) for lv, ix, h in merkle.append_nodes(start, hashes, frontier)
+            )
+        if merkle.root_hash(n, nodes) != signed.checkpoint.root_hash:
+            return  # the source's entries do not match its checkpoint: its own fault
+        alt = merkle.root_hash(m, nodes)
+        if alt == latest.checkpoint.root_hash:
+            return  # one tree after all: only the proof was bad
+        evidence = ForkEvidence(
+            origin,
+            latest.envelope,
+            signed.envelope,
+            tuple(merkle.consistency_proof(m, n, nodes)),
+            alt,
+        )
+        self.trust.record_fork(evidence)  # checks it like a peer's
+        raise EquivocationError(f"origin {origin} signed two inconsistent checkpoints", evidence)
 
     async def record_fork(self, data: bytes) -> bool:
         """A peer's fork evidence (ReportFork): check it, keep it, alarm.

@@ -96,6 +96,10 @@ class LogServer:
             raise ValidationError("new_size", f"is beyond the log size {latest}")
         return await self._replicas.consistency(origin, old_size, size)
 
+    async def refreshed(self) -> None:
+        """This node re-signed its unchanged log: push it to subscribers."""
+        await self._watch.refreshed()
+
     async def close(self) -> None:
         """End every subscription promptly (the server is stopping)."""
         await self._watch.close()

@@ -53,6 +53,11 @@ class GrpcPeerLink:
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.keepalive_time_ms", 30_000),
+                # grpc's default reconnect backoff grows to 120 s; a partner back
+                # from maintenance should be picked up within seconds.
+                ("grpc.initial_reconnect_backoff_ms", 250),
+                ("grpc.min_reconnect_backoff_ms", 250),
+                ("grpc.max_reconnect_backoff_ms", 5_000),
             ],
         )
         self._metadata = (("authorization", f"Bearer {link.token}"),)

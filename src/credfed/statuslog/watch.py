@@ -14,6 +14,7 @@ import contextlib
 class LogWatch:
     def __init__(self) -> None:
         self._size = 0
+        self._refreshes = 0
         self._closed = False
         self._changed = asyncio.Condition()
 
@@ -33,12 +34,24 @@ class LogWatch:
                 self._size = size
                 self._changed.notify_all()
 
-    async def wait_beyond(self, size: int, within: float) -> int:
-        """Return the committed size once it exceeds ``size``, or after
-        ``within`` seconds whatever it is (a keepalive for the stream)."""
+    async def refreshed(self) -> None:
+        """A fresher checkpoint of the same size (a heartbeat): wake waiters
+        so that it reaches subscribers now, not at the next keepalive."""
         async with self._changed:
+            self._refreshes += 1
+            self._changed.notify_all()
+
+    async def wait_beyond(self, size: int, within: float) -> int:
+        """Return the committed size once it exceeds ``size`` or the latest
+        checkpoint was refreshed, or after ``within`` seconds whatever it is
+        (a keepalive for the stream)."""
+        async with self._changed:
+            seen = self._refreshes
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self._size > size or self._closed), within
+                    self._changed.wait_for(
+                        lambda: self._size > size or self._refreshes != seen or self._closed
+                    ),
+                    within,
                 )
             return self._size
