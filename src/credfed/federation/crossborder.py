@@ -8,16 +8,18 @@ Rules:
    keys: the record's signature, the record naming the asked id and origin,
    the checkpoint's signature, the status entry naming the credential, and
    the entry's inclusion proof under the checkpoint.
-2. The status is the newer of the lookup answer's entry and this node's
+2. The lookup answer's checkpoint must agree with the replica where the
+   replica covers it; a disagreement is a fork, recorded like any other.
+3. The status is the newer of the lookup answer's entry and this node's
    replica of the origin's log (by log position; the later checkpoint on a
    tie), and the answer says which it used.
-3. Signed records of other countries are cached in memory only, for at most
+4. Signed records of other countries are cached in memory only, for at most
    ``record_ttl`` seconds and ``max_records`` entries. A cached record
    answers without asking the origin, so an answer still comes while the
    origin is unreachable; an expired record is never used.
-4. Past the origin's maximum staleness (the age of the checkpoint the status
+5. Past the origin's maximum staleness (the age of the checkpoint the status
    is proven under), the status is unknown (``status=None``), never valid.
-5. A wrong holder attribute and an unknown id get the same NotFoundError.
+6. A wrong holder attribute and an unknown id get the same NotFoundError.
 """
 
 from __future__ import annotations
@@ -131,6 +133,8 @@ class CrossBorder:
         if answer is None:
             received = await self.lookup(country, credential_id, attribute)
             answer = self._check(country, credential_id, received)
+            # The origin must show employers the tree it shows its partners.
+            await self._replicas.audit(country, answer.checkpoint)
             self._remember(credential_id, answer)
         if not matches_record(answer.record, attribute):
             raise NotFoundError(NOT_FOUND_MESSAGE)
@@ -226,7 +230,7 @@ class CrossBorder:
             checkpoint=checkpoint,
         )
 
-    # -- the record cache (rule 3) ----------------------------------------------
+    # -- the record cache (rule 4) ----------------------------------------------
 
     def _cached(self, credential_id: str) -> _Checked | None:
         hit = self._cache.get(credential_id)

@@ -169,13 +169,15 @@ class Replicas:
             return True
         latest_size = latest.checkpoint.tree_size
         if size == latest_size:
-            self.trust.observe(origin, signed, self._no_root)  # a fork, or a fresher time
-            refreshed = self.trust.latest(origin)
-            if refreshed is not None and refreshed is not latest:
-                await self._store.set_replica_checkpoint(refreshed)
-                await self.watch(origin).refreshed()  # relay the fresher time now
-                return True
-            return False
+            self.trust.observe(origin, signed, self._no_root, advance=False)  # a fork?
+            if signed.checkpoint.timestamp <= latest.checkpoint.timestamp:
+                return False
+            # A fresher time for the same tree (a heartbeat): stored first, so
+            # that trust never runs ahead of the store.
+            await self._store.set_replica_checkpoint(signed)
+            self.trust.observe(origin, signed, self._no_root)
+            await self.watch(origin).refreshed()  # relay the fresher time now
+            return True
         # Older than L: no news, unless it disagrees with the replica (a fork).
         ours = await self._root(origin, size)
         own_proof = await self._consistency(origin, size, latest_size) if size else []
@@ -186,6 +188,34 @@ class Replicas:
         except CheckpointRollbackError:
             return False
         return False  # pragma: no cover - observe raises for an older checkpoint
+
+    async def audit(self, origin: str, signed: SignedCheckpoint) -> None:
+        """Check a checkpoint of ``origin`` seen elsewhere (a lookup answer)
+        against the replica, without moving anything: one the replica
+        already covers must agree with it, else the fork is recorded and
+        EquivocationError raised. Larger ones are left to replication."""
+        async with self._lock(origin):
+            latest = self.trust.latest(origin)
+            size = signed.checkpoint.tree_size
+            if latest is None or size > latest.checkpoint.tree_size:
+                return
+            ours = await self._root(origin, size)
+            proof = (
+                await self._consistency(origin, size, latest.checkpoint.tree_size)
+                if 0 < size < latest.checkpoint.tree_size
+                else []
+            )
+            try:
+                self.trust.observe(
+                    origin,
+                    signed,
+                    lambda s: ours if s == size else None,
+                    proof=proof,
+                    advance=False,
+                )
+            except EquivocationError as exc:
+                await self._recorded(exc.evidence)
+                raise
 
     async def _catch_up(
         self,
