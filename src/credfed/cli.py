@@ -341,10 +341,11 @@ def peer_add(  # noqa: PLR0917 - click passes each option as an argument
 
     config = _load_config(data_dir)
     peers = PeerDirectory(data_dir, config.country)
+    token = _read_token(token_file) if token_file is not None else None
     try:
-        pinned = peers.add(envelope_from_json(file.read_bytes()), expected)
-        if token_file is not None:
-            peers.set_link(pinned.descriptor.country, _read_token(token_file), endpoint)
+        pinned = peers.add(
+            envelope_from_json(file.read_bytes()), expected, token=token, endpoint=endpoint
+        )
     except CredfedError as exc:
         fail(str(exc))
     d = pinned.descriptor

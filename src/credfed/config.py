@@ -97,6 +97,7 @@ def _federation(raw: object) -> FederationSettings:
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise ConfigError(f"{setting}: must be a positive number of seconds")
         checked[origin] = float(value)
+    # values holds only the fields checked above, each of its field's type.
     return FederationSettings(**values, max_staleness_by_origin=checked)  # type: ignore[arg-type]
 
 

@@ -61,8 +61,18 @@ class PeerDirectory:
         self._dir = data_dir / PEERS_DIR
         self._own = own_country
 
-    def add(self, envelope: Envelope, expected_fingerprint: str) -> Peer:
+    def add(
+        self,
+        envelope: Envelope,
+        expected_fingerprint: str,
+        *,
+        token: str | None = None,
+        endpoint: str | None = None,
+    ) -> Peer:
+        """Pin a partner; with ``token``, link it too. Everything is checked
+        before anything is written."""
         descriptor = pin_descriptor(envelope, expected_fingerprint)
+        link = None if token is None else _link(descriptor, token, endpoint)
         if descriptor.country == self._own:
             raise ValidationError("descriptor", f"it is this node's own country ({self._own})")
         path = self._path(descriptor.country)
@@ -75,6 +85,8 @@ class PeerDirectory:
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(envelope_to_json(envelope))
         os.replace(tmp, path)  # a partner is pinned completely or not at all
+        if link is not None:
+            self._write_link(link)
         return Peer(descriptor, envelope)
 
     def list(self) -> list[Peer]:
@@ -107,23 +119,13 @@ class PeerDirectory:
         peer = {p.descriptor.country: p for p in self.list()}.get(country)
         if peer is None:
             raise NotFoundError(f"no partner of country {country} is pinned: 'peer add' first")
-        token = token.strip()
-        if not token.startswith(TOKEN_PREFIX) or len(token) > 200 or not token.isascii():
-            raise ValidationError("token", "is not a credfed token (it starts with cf_)")
-        if endpoint is None:
-            if not peer.descriptor.endpoints:
-                raise ValidationError(
-                    "endpoint", f"the {country} descriptor lists none: give --endpoint"
-                )
-            endpoint = peer.descriptor.endpoints[0]
-        try:
-            split_host_port(endpoint, "endpoint")
-        except ConfigError as exc:
-            raise ValidationError("endpoint", str(exc)) from None
-        link = Link(country, endpoint, token)
-        data = {"endpoint": endpoint, "token": token}
-        _write_private(self._link_path(country), json.dumps(data).encode())
+        link = _link(peer.descriptor, token, endpoint)
+        self._write_link(link)
         return link
+
+    def _write_link(self, link: Link) -> None:
+        data = {"endpoint": link.endpoint, "token": link.token}
+        _write_private(self._link_path(link.country), json.dumps(data).encode())
 
     def links(self) -> builtins.list[Link]:
         out = []
@@ -150,3 +152,20 @@ def _write_private(path: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
+
+
+def _link(descriptor: Descriptor, token: str, endpoint: str | None) -> Link:
+    token = token.strip()
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200 or not token.isascii():
+        raise ValidationError("token", "is not a credfed token (it starts with cf_)")
+    if endpoint is None:
+        if not descriptor.endpoints:
+            raise ValidationError(
+                "endpoint", f"the {descriptor.country} descriptor lists none: give --endpoint"
+            )
+        endpoint = descriptor.endpoints[0]
+    try:
+        split_host_port(endpoint, "endpoint")
+    except ConfigError as exc:
+        raise ValidationError("endpoint", str(exc)) from None
+    return Link(descriptor.country, endpoint, token)
