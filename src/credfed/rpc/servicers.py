@@ -189,15 +189,16 @@ class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
         self._crossborder = crossborder
         self._origin = origin
         # The latest checkpoint changes only with the log; converting it once
-        # per size instead of once per answer shows in verify profiles.
-        self._checkpoint_pb: tuple[SignedCheckpoint, c.SignedCheckpoint] | None = None
+        # per checkpoint instead of once per answer shows in verify profiles.
+        # One per origin (this node's, and each replica's for cross-border
+        # answers), so bounded by the number of pinned partners.
+        self._checkpoint_pb: dict[str, tuple[SignedCheckpoint, c.SignedCheckpoint]] = {}
 
     def _checkpoint(self, signed: SignedCheckpoint) -> c.SignedCheckpoint:
-        cached = self._checkpoint_pb
-        if cached is None or cached[0] is not signed:
-            if signed.checkpoint.origin != self._origin:
-                return convert.checkpoint(signed)  # foreign: not worth caching
-            cached = self._checkpoint_pb = (signed, convert.checkpoint(signed))
+        origin = signed.checkpoint.origin
+        cached = self._checkpoint_pb.get(origin)
+        if cached is None or (cached[0] is not signed and cached[0] != signed):
+            cached = self._checkpoint_pb[origin] = (signed, convert.checkpoint(signed))
         return cached[1]
 
     def _result(self, found: Verification) -> v.VerificationResult:
