@@ -209,3 +209,114 @@ async def eventually(
 
 
 STATUS = c.CredentialStatus
+
+
+# -- helpers for the fault tests (test_federation_faults.py) ---------------------
+
+
+def bearer(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+async def peer_token(node: FedNode, name: str = "test probe") -> str:
+    """A ``peer`` token issued by ``node`` (to call its FederationService)."""
+    return await add_client(cfg.load(node.data_dir), "peer", name)
+
+
+async def start_all(*nodes: FedNode) -> None:
+    """Start nodes without blocking the event loop (an in-process server of
+    the test may have to answer them while they start)."""
+    for node in nodes:
+        await asyncio.to_thread(node.start)
+
+
+async def stop_all(*nodes: FedNode) -> None:
+    """Stop nodes without blocking the event loop; never raises for a node
+    that is not running."""
+    for node in nodes:
+        await node.close_channel()
+        await asyncio.to_thread(node.proc.stop)
+
+
+async def log_checkpoint(node: FedNode, origin: str, token: str) -> c.SignedCheckpoint:
+    """``node``'s checkpoint of ``origin``'s log (its own or its replica), as
+    a partner holding ``token`` (a peer token ``node`` issued) sees it."""
+    from credfed.v1 import federation_pb2
+
+    got = await node.federation.GetLogCheckpoint(
+        federation_pb2.GetLogCheckpointRequest(origin=origin), metadata=bearer(token), timeout=5
+    )
+    checkpoint: c.SignedCheckpoint = got.checkpoint
+    return checkpoint
+
+
+async def log_entries(node: FedNode, origin: str, token: str, start: int, end: int) -> list[bytes]:
+    from credfed.v1 import federation_pb2
+
+    got = await node.federation.GetLogEntries(
+        federation_pb2.GetLogEntriesRequest(origin=origin, start=start, end=end),
+        metadata=bearer(token),
+        timeout=10,
+    )
+    return [bytes(e.leaf) for e in got.entries]
+
+
+async def health(node: FedNode, service: str) -> int:
+    """The grpc health status of ``service`` ("" for the whole server)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    got = await health_pb2_grpc.HealthStub(node.channel).Check(
+        health_pb2.HealthCheckRequest(service=service), timeout=5
+    )
+    return int(got.status)
+
+
+async def cli_status(node: FedNode) -> dict[str, Any]:
+    """``credfed status --json`` of ``node``, run as its operator would."""
+    import json
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "credfed.cli",
+        "status",
+        "--data-dir",
+        str(node.data_dir),
+        "--json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    report: dict[str, Any] = json.loads(out)
+    return report
+
+
+def log_events(node: FedNode, event: str, offset: int = 0) -> list[dict[str, Any]]:
+    """Records named ``event`` in the node's log file (JSON lines), from byte
+    ``offset`` on; other lines are ignored."""
+    import json
+
+    path = node.proc.log_path
+    if not path.exists():
+        return []
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        data = fh.read()
+    records = []
+    for line in data.splitlines():
+        if not line.startswith(b"{"):
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line being written
+        if isinstance(record, dict) and record.get("event") == event:
+            records.append(record)
+    return records
+
+
+def log_offset(node: FedNode) -> int:
+    path = node.proc.log_path
+    return path.stat().st_size if path.exists() else 0

@@ -202,6 +202,8 @@ class Replicator:
         current = trust.descriptor(origin)
         if current is None:
             return False
+        if trust.is_forked(origin):
+            return False  # alarmed once when the fork was recorded; nothing to update
         try:
             envelope = await link.descriptor("" if origin == link.name else origin)
             new = trust.update(envelope, self._clock())
