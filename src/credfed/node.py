@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from credfed import clock
 from credfed.config import Config
 from credfed.crypto.keys import SigningKey
-from credfed.errors import UnavailableError
+from credfed.errors import NotFoundError, UnavailableError
 from credfed.federation.crossborder import CrossBorder, LookupAnswer
 from credfed.federation.local import own_descriptor
 from credfed.federation.peers import PeerDirectory
@@ -93,8 +93,10 @@ class Node:
         ``federation.checkpoint_interval`` (rule: partners judge staleness by
         the origin's signed time, so a quiet log must keep signing)."""
         now = self.now()
-        latest = await self.store.latest_checkpoint()
-        current = await self.verifier.checkpoint() if latest is not None else None
+        try:
+            current: SignedCheckpoint | None = await self.verifier.checkpoint()
+        except NotFoundError:
+            current = None  # an empty log never signed yet
         if current is not None and (
             (now - current.checkpoint.timestamp).total_seconds()
             < self.config.federation.checkpoint_interval
