@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import benchkit as bk
+import federation_bench
 import import_bench
 import scale_bench
 import verify_bench
@@ -25,12 +26,15 @@ BENCHES: dict[
     "verify": (verify_bench.parse, verify_bench.run),
     "import": (import_bench.parse, import_bench.run),
     "scale": (scale_bench.parse, scale_bench.run),
+    "fed-propagation": (federation_bench.parse, federation_bench.run_propagation),
+    "fed-catchup": (federation_bench.parse, federation_bench.run_catchup),
+    "fed-verify": (federation_bench.parse, federation_bench.run_crossborder),
 }
 
 
 def bench_argv(name: str, args: argparse.Namespace) -> list[str]:
     argv = ["--profile", args.profile] if args.profile else []
-    if name == "scale" and args.quick:
+    if name in ("scale", "fed-catchup") and args.quick:
         argv.append("--quick")
     return argv
 
@@ -53,10 +57,13 @@ def summary(results: Sequence[bk.Result]) -> str:
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    names = ", ".join(BENCHES)
+    p.add_argument("--only", default=",".join(BENCHES), help=f"comma-separated: {names}")
     p.add_argument(
-        "--only", default="verify,import,scale", help="comma-separated: verify, import, scale"
+        "--quick",
+        action="store_true",
+        help="scale: 100,000 instead of 1,000,000; fed-catchup: 20,000 instead of 100,000",
     )
-    p.add_argument("--quick", action="store_true", help="scale: 100,000 instead of 1,000,000")
     p.add_argument("--profile", metavar="DIR", help="record py-spy profiles of the nodes here")
     p.add_argument("--json", metavar="FILE", type=Path, help="also write the results as JSON")
     args = p.parse_args(argv)
