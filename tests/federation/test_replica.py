@@ -384,8 +384,14 @@ async def test_catch_up_beyond_one_batch_links_each_batch_to_the_checkpoint(worl
     assert world.source.entry_calls == [(0, 1000), (1000, 2000), (2000, 2500)]
     # Intermediate batches are tied to the checkpoint by a consistency proof.
     assert world.source.consistency_calls == [(1000, 2500), (2000, 2500)]
-    # Each batch is stored as it is verified; the checkpoint comes with the last.
-    assert seen == [(0, None), (1000, None), (2000, None)]
+    # Each batch is stored as it is verified, while the next ones are being
+    # fetched and checked (a pipeline at most two batches deep); the
+    # checkpoint comes with the last.
+    starts = [0, 1000, 2000]
+    assert all(
+        start - 2 * BATCH <= size <= start for (size, _), start in zip(seen, starts, strict=True)
+    )
+    assert [checkpoint for _, checkpoint in seen] == [None, None, None]
     assert await world.node.store.replica_checkpoint("DE") == cp
     assert await world.node.leaves() == await world.origin.leaves()
     assert await world.node.root_of_replica(2500) == cp.checkpoint.root_hash

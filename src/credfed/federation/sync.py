@@ -143,6 +143,10 @@ class Replicator:
                 await asyncio.sleep(self._interval)
                 continue
             try:
+                # Catch up by pull first (batches fetched in a pipeline), then
+                # subscribe from there: the stream carries only what is new,
+                # instead of the whole backlog a second time.
+                await self._apply(link, origin, await link.checkpoint(origin))
                 start = await self._replicas.size(origin)
                 async for envelope, delivered in link.subscribe(origin, start):
                     await self._apply(link, origin, envelope, delivered)

@@ -8,6 +8,7 @@ into another origin's log or moved to another position.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -50,6 +51,26 @@ def encode_entry(entry: LogEntryData) -> bytes:
     if state.superseded_by is not None:
         body["superseded_by"] = state.superseded_by
     return canonical_json(body)
+
+
+# The canonical encoding starts with these keys, sorted, in this form.
+_POSITION = re.compile(
+    rb'\{"credential_id":"([0-9A-Z-]{1,40})","effective_at":\d{1,15},"index":(\d{1,18}),'
+    rb'"origin":"([A-Z]{2})",'
+)
+
+
+def entry_position(leaf: bytes) -> tuple[str, int, str]:
+    """(credential id, index, origin) of a leaf, for placing an entry whose
+    bytes are already proven by a Merkle root (catching up with a partner's
+    log): a prefix match of the canonical form, about five times cheaper than
+    :func:`decode_entry`, which validates everything and is used where the
+    status itself is read. Anything else falls back to it."""
+    found = _POSITION.match(leaf)
+    if found is None:
+        entry = decode_entry(leaf)
+        return entry.credential_id, entry.index, entry.origin
+    return found[1].decode(), int(found[2]), found[3].decode()
 
 
 def decode_entry(leaf: bytes) -> LogEntryData:

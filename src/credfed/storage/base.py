@@ -64,7 +64,8 @@ class ReplicaAppend:
     """Entries ``start ..`` of an origin's log, verified by the caller.
 
     ``nodes`` are the ``(level, index, hash)`` Merkle nodes the leaves
-    complete (level 0 included), ``statuses`` maps a credential id to the
+    complete, including the level-0 node (leaf hash) of every leaf, in order;
+    a batch without them raises StorageError. ``statuses`` maps a credential id to the
     index of its newest entry among ``leaves``, and ``checkpoint``, when
     given, becomes the replica's checkpoint (it covers ``start + len(leaves)``).
     """

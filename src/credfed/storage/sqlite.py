@@ -131,7 +131,9 @@ _GET_CHECKPOINT: Final = f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE t
 # Replicas of other origins' logs (same column order, so _checkpoint reads
 # their rows too).
 _REPLICA_SIZE: Final = "SELECT max(idx) FROM replica_leaves WHERE origin = ?"
-_INSERT_REPLICA_LEAF: Final = "INSERT INTO replica_leaves (origin, idx, leaf) VALUES (?, ?, ?)"
+_INSERT_REPLICA_LEAF: Final = (
+    "INSERT INTO replica_leaves (origin, idx, leaf, hash) VALUES (?, ?, ?, ?)"
+)
 _INSERT_REPLICA_NODE: Final = "INSERT INTO replica_nodes (origin, node_key, hash) VALUES (?, ?, ?)"
 _UPSERT_REPLICA_STATUS: Final = (
     "INSERT INTO replica_status (origin, credential_id, idx) VALUES (?, ?, ?) "
@@ -511,15 +513,34 @@ def _replica_nodes_sql(count: int) -> str:
     )
 
 
+def _replica_leaf_hashes_sql(count: int) -> str:
+    return (
+        "SELECT idx, hash FROM replica_leaves "  # noqa: S608 (placeholders only)
+        f"WHERE origin = ? AND idx IN ({_placeholders(count)})"
+    )
+
+
+def _split_levels(ids: Sequence[NodeId]) -> tuple[list[int], list[int]]:
+    """Leaf indexes (level 0, kept in replica_leaves) and packed keys of the
+    other nodes (replica_nodes)."""
+    leaves = [index for level, index in ids if level == 0]
+    return leaves, _node_keys(node for node in ids if node[0] != 0)
+
+
 async def _get_replica_nodes(
     conn: aiosqlite.Connection, origin: str, ids: Sequence[NodeId]
 ) -> dict[NodeId, bytes]:
-    keys = _node_keys(ids)
+    leaves, keys = _split_levels(ids)
     found: dict[NodeId, bytes] = {}
     for chunk in _chunks(keys, _MAX_PARAMS):
         padded = list(chunk) + [chunk[0]] * (-len(chunk) % _IN_BUCKET)
         for key, digest in await _fetch(conn, _replica_nodes_sql(len(padded)), [origin, *padded]):
             found[_node_id(key)] = digest
+    for chunk in _chunks(leaves, _MAX_PARAMS):
+        padded = list(chunk) + [chunk[0]] * (-len(chunk) % _IN_BUCKET)
+        sql = _replica_leaf_hashes_sql(len(padded))
+        for index, digest in await _fetch(conn, sql, [origin, *padded]):
+            found[(0, index)] = digest
     return found
 
 
@@ -621,11 +642,15 @@ def _read_replica_proof(
     leaf = conn.execute(_GET_REPLICA_LEAF, (origin, index)).fetchone()
     if leaf is None:
         raise StorageError(f"replica entry {index} of {origin} ({credential_id}) is missing")
-    keys = _node_keys(node_ids(index, size))
+    leaf_indexes, keys = _split_levels(node_ids(index, size))
     nodes: dict[NodeId, bytes] = {}
     for chunk in _chunks(keys, _MAX_PARAMS):
         for key, digest in conn.execute(_replica_nodes_sql(len(chunk)), [origin, *chunk]):
             nodes[_node_id(key)] = digest
+    for chunk in _chunks(leaf_indexes, _MAX_PARAMS):
+        sql = _replica_leaf_hashes_sql(len(chunk))
+        for leaf_index, digest in conn.execute(sql, [origin, *chunk]):
+            nodes[(0, leaf_index)] = digest
     return ReplicaProofRead(checkpoint, index, leaf[0], nodes)
 
 
@@ -1033,14 +1058,23 @@ class SqliteStore:
         end = start + len(batch.leaves)
         if batch.checkpoint is not None:
             _check_replica_checkpoint(origin, batch.checkpoint, end)
-        leaf_rows = list(zip(repeat(origin), range(start, end), batch.leaves, strict=False))
+        # Level-0 nodes go into their leaf's row, the others into replica_nodes.
+        leaf_hashes = [digest for level, _, digest in batch.nodes if level == 0]
         node_rows = [
             (origin, (level << _LEVEL_SHIFT) | index, digest)
             for level, index, digest in batch.nodes
-            if 0 <= level <= _MAX_LEVEL and 0 <= index <= _INDEX_MASK
+            if 0 < level <= _MAX_LEVEL and 0 <= index <= _INDEX_MASK
         ]
-        if len(node_rows) != len(batch.nodes):
+        if len(node_rows) + len(leaf_hashes) != len(batch.nodes):
             raise StorageError(f"replica of {origin}: a Merkle node id is out of range")
+        if len(leaf_hashes) != len(batch.leaves) or any(
+            index != start + n
+            for n, index in enumerate(index for level, index, _ in batch.nodes if level == 0)
+        ):
+            raise StorageError(f"replica of {origin}: one leaf hash per leaf is needed, in order")
+        leaf_rows = list(
+            zip(repeat(origin), range(start, end), batch.leaves, leaf_hashes, strict=False)
+        )
         status_rows = [(origin, cid, idx) for cid, idx in batch.statuses]
         try:
             async with self._transaction():

@@ -712,7 +712,9 @@ class StoreSuite:
 
     async def test_get_replica_entries_clamps_and_keeps_bytes(self, store: Store) -> None:
         leaves = [b"", b"\x00", bytes(range(256)), b"x" * 10_000, _replica_leaf("DE", 4)]
-        await store.append_replica(ReplicaAppend("DE", 0, leaves, [], [], None))
+        await store.append_replica(
+            ReplicaAppend("DE", 0, leaves, _replica_nodes("DE", 0, 5), [], None)
+        )
         await _replicate(store, "FR", 0, 9)
         assert await store.get_replica_entries("DE", 0, 5) == leaves
         assert await store.get_replica_entries("DE", 0, 1000) == leaves
@@ -723,6 +725,23 @@ class StoreSuite:
         assert await store.get_replica_entries("DE", 4, 2) == []
         assert await store.get_replica_entries("DE", 5, 9) == []
         assert await store.get_replica_entries("AT", 0, 9) == []
+
+    async def test_replica_append_needs_a_leaf_hash_per_leaf_in_order(self, store: Store) -> None:
+        leaves = _replica_leaves("DE", 0, 4)
+        nodes = _replica_nodes("DE", 0, 4)
+        level0 = [n for n in nodes if n[0] == 0]
+        for bad in (
+            [n for n in nodes if n[0] != 0],  # none
+            [n for n in nodes if n != level0[-1]],  # one missing
+            [level0[1], level0[0], *[n for n in nodes if n[0] != 0]],  # out of order
+        ):
+            with pytest.raises(StorageError):
+                await store.append_replica(ReplicaAppend("DE", 0, leaves, bad, [], None))
+            assert await store.replica_size("DE") == 0
+        await store.append_replica(ReplicaAppend("DE", 0, leaves, nodes, [], None))
+        got = await store.get_replica_nodes("DE", [(lv, ix) for lv, ix, _ in nodes])
+        assert got == {(lv, ix): h for lv, ix, h in nodes}
+        assert len([n for n in got if n[0] == 0]) == 4
 
     async def test_replica_proof_reads_one_snapshot(self, store: Store) -> None:
         await _replicate(store, "DE", 0, 40, statuses=[("DE-P", 17), ("DE-Q", 39)], checkpoint=True)
