@@ -210,7 +210,8 @@ def main() -> None:
         tour.serve("DE")
         _wait_fresh(tour, cid, pl_verifier)
         tour.run("status", "--data-dir", "pl")
-        print(f"\n== done in {time.monotonic() - started:.1f}s — node data in {root}")
+        kept = f" — node data kept in {root}" if os.environ.get("CREDFED_DEMO_KEEP") == "1" else ""
+        print(f"\n== done in {time.monotonic() - started:.1f}s{kept}")
     finally:
         tour.close()
         if os.environ.get("CREDFED_DEMO_KEEP") != "1":
