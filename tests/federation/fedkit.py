@@ -100,3 +100,16 @@ def diverging_logs(shared: int = 3, total: int = 12) -> tuple[MemLog, MemLog]:
         a.append(b"entry-%d" % i)
         b.append(b"entry-%d" % i if common else b"forged-%d" % i)
     return a, b
+
+
+class FakeClock:
+    """A controllable clock for the federation tests."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)

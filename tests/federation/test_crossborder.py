@@ -11,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from conftest import ISSUER, draft
-from fedkit import FR_KEY, K1, OUTSIDER, descriptor, entry
+from fedkit import FR_KEY, K1, OUTSIDER, FakeClock, descriptor, entry
 
 from credfed import ids
 from credfed.crypto.envelope import CREDENTIAL_TYPE, sign_envelope
@@ -72,17 +72,6 @@ MAX_STALENESS = 3600.0
 
 
 # -- helpers ----------------------------------------------------------------------
-
-
-class FakeClock:
-    def __init__(self, now: datetime = START) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 class FakeMonotonic:
@@ -195,7 +184,7 @@ class World:
 async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[World]:
     mono = FakeMonotonic()
     monkeypatch.setattr(crossborder, "time", SimpleNamespace(monotonic=mono.monotonic))
-    clock = FakeClock()
+    clock = FakeClock(START)
     store = await SqliteStore.open(tmp_path / "de.db")
     node = await SqliteStore.open(tmp_path / "node.db")
     try:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ISSUER, draft
-from fedkit import FR_KEY, K1, OUTSIDER, descriptor, entry
+from fedkit import FR_KEY, K1, OUTSIDER, FakeClock, descriptor, entry
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -67,19 +67,6 @@ DRAFT: CredentialDraft = convert.draft(draft(), "d")
 
 
 # -- helpers ----------------------------------------------------------------------
-
-
-class FakeClock:
-    """A controllable clock, millisecond-precise like the real one."""
-
-    def __init__(self, now: datetime = START) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @dataclass
@@ -258,7 +245,7 @@ class World:
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
-    clock = FakeClock()
+    clock = FakeClock(START)
     origin = await Origin.open(tmp_path / "de.db", clock)
     node = await Node.open(tmp_path / "node.db", clock)
     try:
@@ -933,7 +920,7 @@ OPS = st.lists(
 
 
 async def _replay(ops: list[tuple[str, int]], tmp: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     origin = await Origin.open(tmp / "de.db", clock)
     node = await Node.open(tmp / "node.db", clock)
     source = StoreSource(origin)
