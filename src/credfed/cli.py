@@ -37,6 +37,7 @@ from credfed.rpc.client import Client
 from credfed.statuslog import merkle
 from credfed.statuslog.checkpoint import decode_checkpoint, verify_checkpoint
 from credfed.v1 import common_pb2 as c
+from credfed.v1 import recognition_pb2 as rc
 from credfed.v1 import registry_pb2 as r
 from credfed.v1 import verification_pb2 as v
 
@@ -926,13 +927,14 @@ def verify(
         data,
         f"{res.credential_id}: {_status_name(res.status).upper()}\n"
         f"holder:        {res.holder.given_names} {res.holder.family_name}\n"
-        f"qualification: {q.title} [{q.national_code}] EQF {q.eqf_level}, ISCO-08 {q.isco_code},"
-        f" {q.sector}\n"
+        f"qualification: {q.title} [{q.national_code}] EQF {q.eqf_level}, ISCO-08 {q.isco_code}"
+        f" ({res.labels.isco_label}), {res.labels.sector_label}\n"
         f"issuer:        {res.issuer_name} ({res.issuer_id})\n"
         f"valid:         {res.issued_on} – {res.valid_until or 'no expiry'}\n"
         f"status as of:  {res.provenance.status_as_of.ToDatetime():%Y-%m-%d %H:%M:%S} UTC "
         f"(origin {res.provenance.origin}, log size {checked.tree_size})\n"
         f"provenance:    {_provenance(res.provenance)}\n"
+        f"recognition:   {_decision_text(res.recognition)}\n"
         f"proof:         inclusion verified; signatures {sigs}",
     )
 
@@ -953,6 +955,205 @@ def _envelope(pb: c.Envelope) -> Any:
     from credfed.models import Envelope
 
     return Envelope(pb.payload, pb.payload_type, pb.key_id, pb.signature)
+
+
+# -- recognition rules ---------------------------------------------------------------------------
+@main.group()
+def recognition() -> None:
+    """This node's recognition rules, and where a credential is recognised."""
+
+
+_OUTCOMES = {
+    "full": rc.RECOGNITION_OUTCOME_FULL,
+    "conditional": rc.RECOGNITION_OUTCOME_CONDITIONAL,
+    "not_recognised": rc.RECOGNITION_OUTCOME_NOT_RECOGNISED,
+}
+#: Keys of a rule in an import file (TOML ``[[rule]]`` tables).
+_RULE_KEYS = {
+    "rule_id": str, "origin": str, "national_code": str, "eqf_min": int, "eqf_max": int,
+    "isco_prefix": str, "sector": str, "outcome": str, "local_occupation": str,
+    "local_code": str, "aptitude_test": bool, "adaptation_period_months": int,
+    "language_level": str, "supervised_practice_months": int, "legal_basis": str,
+    "valid_from": str, "valid_until": str,
+}  # fmt: skip
+_CONDITION_KEYS = (
+    "aptitude_test",
+    "adaptation_period_months",
+    "language_level",
+    "supervised_practice_months",
+)
+
+
+def _rule_pb(values: dict[str, Any], where: str) -> rc.RecognitionRule:
+    """A rule message from plain values (CLI options or a file's table)."""
+    for name, value in values.items():
+        kind = _RULE_KEYS.get(name)
+        if kind is None:
+            fail(f"{where}: unknown key {name!r}")
+        if value is not None and (type(value) is not kind):
+            fail(f"{where}: {name} must be a {kind.__name__}")
+    outcome = str(values.get("outcome") or "")
+    if outcome not in _OUTCOMES:
+        fail(f"{where}: outcome must be one of {', '.join(_OUTCOMES)}")
+    plain = {
+        k: v
+        for k, v in values.items()
+        if v is not None and k not in _CONDITION_KEYS and k != "outcome"
+    }
+    rule = rc.RecognitionRule(outcome=_OUTCOMES[outcome], **plain)
+    for k in _CONDITION_KEYS:
+        if values.get(k) is not None:
+            setattr(rule.conditions, k, values[k])
+    return rule
+
+
+def _rule_line(rule: rc.RecognitionRule) -> str:
+    match = (
+        f"national code {rule.national_code}"
+        if rule.national_code
+        else f"EQF {rule.eqf_min}-{rule.eqf_max}"
+        + (f", ISCO {rule.isco_prefix}" if rule.isco_prefix else "")
+        + (f", {rule.sector}" if rule.sector else "")
+    )
+    outcome = rc.RecognitionOutcome.Name(rule.outcome).removeprefix("RECOGNITION_OUTCOME_")
+    until = rule.valid_until or "open-ended"
+    return (
+        f"{rule.rule_id} v{rule.version}  {rule.origin}: {match} -> {outcome.lower()}"
+        f" {rule.local_occupation!r} ({rule.valid_from} – {until})"
+    )
+
+
+@recognition.command("add")
+@click.option("--rule-id", required=True, help="A slug; an existing id gets a new version.")
+@click.option("--origin", required=True, help="Country whose qualifications the rule covers.")
+@click.option("--national-code", help="Match the origin's national qualification code...")
+@click.option("--eqf-min", type=int, help="...or criteria: EQF level range,")
+@click.option("--eqf-max", type=int)
+@click.option("--isco", "isco_prefix", help="ISCO-08 code or prefix (1-4 digits),")
+@click.option("--sector", help="and sector.")
+@click.option("--outcome", required=True, type=click.Choice(sorted(_OUTCOMES)))
+@click.option("--local-occupation", default="", help="The local occupation or licence.")
+@click.option("--local-code")
+@click.option("--aptitude-test", is_flag=True, default=None)
+@click.option("--adaptation-months", "adaptation_period_months", type=int)
+@click.option("--language-level", help="CEFR, e.g. B1.")
+@click.option("--supervised-months", "supervised_practice_months", type=int)
+@click.option("--legal-basis", required=True)
+@click.option("--valid-from", required=True, help="YYYY-MM-DD")
+@click.option("--valid-until", help="YYYY-MM-DD")
+@_remote
+def recognition_add(**kw: Any) -> None:
+    """Add a recognition rule (or its next version), signed by this node."""
+    values = {k: kw.pop(k) for k in list(kw) if k in _RULE_KEYS}
+    rule = _rule_pb(values, "options")
+    with _connect(kw) as client:
+        res = _call(
+            client, client.registry.AddRecognitionRule, r.AddRecognitionRuleRequest(rule=rule)
+        )
+    _emit(kw["as_json"], _msg(res.rule), "added " + _rule_line(res.rule))
+
+
+@recognition.command("list")
+@_remote
+def recognition_list(**kw: Any) -> None:
+    """This node's current recognition rules."""
+    with _connect(kw) as client:
+        res = _call(client, client.registry.ListRecognitionRules, r.ListRecognitionRulesRequest())
+    lines = [_rule_line(rule) for rule in res.rules]
+    _emit(kw["as_json"], [_msg(x) for x in res.rules], "\n".join(lines) or "no rules")
+
+
+@recognition.command("remove")
+@click.argument("rule_id")
+@_remote
+def recognition_remove(rule_id: str, **kw: Any) -> None:
+    """Withdraw a rule (a signed tombstone; the history is kept)."""
+    with _connect(kw) as client:
+        res = _call(
+            client,
+            client.registry.RemoveRecognitionRule,
+            r.RemoveRecognitionRuleRequest(rule_id=rule_id),
+        )
+    _emit(kw["as_json"], _msg(res.rule), f"withdrew {rule_id} (version {res.rule.version})")
+
+
+@recognition.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@_remote
+def recognition_import(file: Path, **kw: Any) -> None:
+    """Add the rules of a TOML file of [[rule]] tables, all or nothing."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        fail(f"{file}: {exc}")
+    tables = data.get("rule")
+    if set(data) != {"rule"} or not isinstance(tables, list) or not tables:
+        fail(f"{file}: expected [[rule]] tables and nothing else")
+    rules = [_rule_pb(t, f"{file}: rule {n + 1}") for n, t in enumerate(tables)]
+    with _connect(kw) as client:
+        res = _call(
+            client,
+            client.registry.ImportRecognitionRules,
+            r.ImportRecognitionRulesRequest(rules=rules),
+        )
+    lines = [_rule_line(rule) for rule in res.rules]
+    _emit(
+        kw["as_json"],
+        [_msg(x) for x in res.rules],
+        f"imported {len(lines)} rules\n" + "\n".join(lines),
+    )
+
+
+@recognition.command("where")
+@click.argument("credential_id")
+@click.option("--birth-date", help="The holder's birth date, YYYY-MM-DD.")
+@click.option("--family-name", help="The holder's family name.")
+@_remote
+def recognition_where(
+    credential_id: str, birth_date: str | None, family_name: str | None, **kw: Any
+) -> None:
+    """Where is this credential recognised, and as what? This node's decision
+    and every partner's whose rules it holds."""
+    if (birth_date is None) == (family_name is None):
+        raise click.UsageError("give exactly one of --birth-date or --family-name")
+    req = v.WhereRecognisedRequest(credential_id=credential_id)
+    if birth_date is not None:
+        req.birth_date = birth_date
+    else:
+        req.family_name = family_name or ""
+    with _connect(kw) as client:
+        res = _call(client, client.verification.WhereRecognised, req)
+    lines = [f"{res.credential_id}:"] + [f"  {_decision_text(d)}" for d in res.decisions]
+    _emit(kw["as_json"], _msg(res), "\n".join(lines))
+
+
+def _decision_text(d: rc.RecognitionDecision) -> str:
+    outcome = rc.RecognitionOutcome.Name(d.outcome).removeprefix("RECOGNITION_OUTCOME_").lower()
+    text = f"{d.country}: {outcome.replace('_', ' ')}"
+    if d.local_occupation:
+        text += f" as {d.local_occupation!r}"
+    c = d.conditions
+    measures = [
+        *(["aptitude test"] if c.aptitude_test else []),
+        *(
+            [f"{c.adaptation_period_months}-month adaptation period"]
+            if c.adaptation_period_months
+            else []
+        ),
+        *([f"language level {c.language_level}"] if c.language_level else []),
+        *(
+            [f"{c.supervised_practice_months} months supervised practice"]
+            if c.supervised_practice_months
+            else []
+        ),
+    ]
+    if measures:
+        text += " — " + ", ".join(measures)
+    if d.rule_id:
+        text += f" [rule {d.rule_id} v{d.rule_version}; {d.legal_basis}]"
+    return text
 
 
 # -- the status log -----------------------------------------------------------------------------

@@ -186,7 +186,40 @@ def main() -> None:
             token=pl_verifier, expect_fail=True,
         )  # fmt: skip
 
-        print("\n== 6. DE revokes the certificate; how long until PL (two hops away) sees it?")
+        print("\n== 6. Recognition: FR and PL decide how German electricians count locally")
+        tour.run(
+            "recognition", "add", "--rule-id", "de-electricians", "--origin", "DE",
+            "--eqf-min", "4", "--eqf-max", "4", "--isco", "7411", "--sector", "energy",
+            "--outcome", "conditional",
+            "--local-occupation", "Électricien (habilitation électrique B1V/BR)",
+            "--adaptation-months", "6", "--language-level", "B1",
+            "--legal-basis", "Directive 2005/36/EC art. 14; Code du travail R4544-9",
+            "--valid-from", "2024-01-01", "--data-dir", "fr",
+        )  # fmt: skip
+        tour.run(
+            "recognition", "add", "--rule-id", "de-egt-2019", "--origin", "DE",
+            "--national-code", "DE-HWK-EGT-2019", "--outcome", "full",
+            "--local-occupation", "Elektryk (świadectwo kwalifikacyjne SEP E)",
+            "--legal-basis", "Ustawa o zasadach uznawania kwalifikacji zawodowych, art. 9",
+            "--valid-from", "2024-01-01", "--data-dir", "pl",
+        )  # fmt: skip
+        fr_verifier = tour.run(
+            "token", "create", "--data-dir", "fr", "--role", "verifier",
+            "--name", "Bouygues Énergies RH (FR)",
+        )  # fmt: skip
+        print("\n   A French employer verifies the same certificate at FR:")
+        tour.run(
+            "verify", cid, "--birth-date", HOLDER["birth"], "--data-dir", "fr", token=fr_verifier
+        )
+        print("\n   The worker asks where the certificate is recognised (PL holds FR's signed")
+        print("   rules, received over federation):")
+        _wait_for_rules(tour, cid, pl_verifier)
+        tour.run(
+            "recognition", "where", cid, "--birth-date", HOLDER["birth"], "--data-dir", "pl",
+            token=pl_verifier,
+        )  # fmt: skip
+
+        print("\n== 7. DE revokes the certificate; how long until PL (two hops away) sees it?")
         elapsed = _revoke_and_time(tour, cid, admin["DE"], pl_verifier)
         print(
             f"   PL answered REVOKED {elapsed * 1000:.0f} ms after DE acknowledged the revocation"
@@ -195,7 +228,7 @@ def main() -> None:
         tour.run(*verify_at_pl, token=pl_verifier)
         tour.run("status", "--data-dir", "pl")
 
-        print("\n== 7. DE goes down. PL still answers, from its cached record and replica,")
+        print("\n== 8. DE goes down. PL still answers, from its cached record and replica,")
         print("   and says how old the status is")
         tour.stop("DE")
         time.sleep(3)
@@ -206,7 +239,7 @@ def main() -> None:
             " answer 'status unknown', never 'valid'."
         )
 
-        print("\n== 8. DE comes back; PL's replica is fresh again")
+        print("\n== 9. DE comes back; PL's replica is fresh again")
         tour.serve("DE")
         _wait_fresh(tour, cid, pl_verifier)
         tour.run("status", "--data-dir", "pl")
@@ -324,6 +357,21 @@ def _revoke_and_time(tour: Tour, cid: str, de_admin: str, pl_verifier: str) -> f
         raise SystemExit("demo: PL did not see the revocation within 30 s")
     finally:
         de.close()
+        pl.close()
+
+
+def _wait_for_rules(tour: Tour, cid: str, pl_verifier: str) -> None:
+    pl = Client(f"127.0.0.1:{tour.ports['PL']}", pl_verifier)
+    request = v.WhereRecognisedRequest(credential_id=cid, birth_date=HOLDER["birth"])
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            decisions = pl.call(pl.verification.WhereRecognised, request).decisions
+            if any(d.country == "FR" and d.rule_id for d in decisions):
+                return
+            time.sleep(0.1)
+        raise SystemExit("demo: FR's rules did not reach PL")
+    finally:
         pl.close()
 
 

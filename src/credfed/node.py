@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from credfed import clock
 from credfed.config import Config
-from credfed.crypto.keys import SigningKey
+from credfed.crypto.keys import SigningKey, VerifyingKey
 from credfed.errors import NotFoundError, UnavailableError
 from credfed.federation.crossborder import CrossBorder, LookupAnswer
 from credfed.federation.local import own_descriptor
@@ -15,6 +15,7 @@ from credfed.federation.replica import Replicas
 from credfed.federation.serving import LogServer
 from credfed.federation.sync import Replicator
 from credfed.models import Checkpoint, Envelope, SignedCheckpoint
+from credfed.recognition.service import Recognition
 from credfed.registry import Registry
 from credfed.statuslog import merkle
 from credfed.statuslog.checkpoint import sign_checkpoint
@@ -37,6 +38,7 @@ class Node:
     peers: PeerDirectory
     replicas: Replicas
     crossborder: CrossBorder
+    recognition: Recognition
     now: clock.Clock
     #: Set by the server once it has opened links to partners.
     replicator: Replicator | None = field(default=None)
@@ -54,6 +56,13 @@ class Node:
         peers = PeerDirectory(config.data_dir, config.country)
         replicas = await Replicas.load(store, [p.descriptor for p in peers.list()], now)
         fed = config.federation
+
+        def keys_of(country: str) -> dict[str, VerifyingKey] | None:
+            descriptor = replicas.trust.descriptor(country)
+            return None if descriptor is None else {k.key_id: k.public_key for k in descriptor.keys}
+
+        recognition = Recognition(store, key, config.country, now, keys_of)
+        await recognition.load()
         return cls(
             config=config,
             store=store,
@@ -80,6 +89,7 @@ class Node:
                 max_records=fed.record_cache_max,
                 max_staleness=fed.staleness_for,
             ),
+            recognition=recognition,
             now=now,
         )
 

@@ -7,6 +7,7 @@ import re
 import unicodedata
 from datetime import date
 
+from credfed import codelists
 from credfed.errors import ValidationError
 from credfed.models import CredentialDraft, Holder, Qualification, Status
 from credfed.vocabulary import REASONS, SECTORS
@@ -141,6 +142,8 @@ def draft(
     isco = isco_code.strip()
     if not _ISCO.match(isco):
         raise ValidationError(f"{q}.isco_code", "must be a four-digit ISCO-08 unit group")
+    if not codelists.is_isco_unit_group(isco):
+        raise ValidationError(f"{q}.isco_code", f"unknown ISCO-08 unit group {isco!r}")
     qualification = Qualification(
         national_code=code,
         title=text(title, f"{q}.title"),

@@ -62,6 +62,9 @@ class FakeLink(StoreSource):
         self.reports.append(evidence)
         return True
 
+    async def recognition_rules(self, country: str) -> list[Envelope]:
+        return []
+
     async def close(self) -> None:
         self.closed = True
 

@@ -200,6 +200,7 @@ INVALID = [
     ({"eqf_level": 0}, "draft.qualification.eqf_level"),
     ({"eqf_level": 9}, "draft.qualification.eqf_level"),
     ({"isco_code": "74"}, "draft.qualification.isco_code"),
+    ({"isco_code": "9999"}, "draft.qualification.isco_code"),  # not an ISCO-08 unit group
     ({"sector": "piracy"}, "draft.qualification.sector"),
     ({"title": ""}, "draft.qualification.title"),
     ({"national_code": "a b"}, "draft.qualification.national_code"),

@@ -17,6 +17,7 @@ from conftest import ISSUER, OTHER_ISSUER, RunningNode, draft
 from credfed.rpc.auth import METHOD_ROLES
 from credfed.v1 import federation_pb2 as f
 from credfed.v1 import federation_pb2_grpc, registry_pb2_grpc, verification_pb2_grpc
+from credfed.v1 import recognition_pb2 as rc
 from credfed.v1 import registry_pb2 as r
 from credfed.v1 import verification_pb2 as v
 
@@ -34,6 +35,23 @@ VERIFY = {"admin", "verifier"}
 PEER = {"peer"}
 
 Factory = Callable[[RunningNode, str], Any]
+
+
+def _rule(rule_id: str) -> rc.RecognitionRule:
+    """A valid rule of this (DE) node about French electricians."""
+    return rc.RecognitionRule(
+        rule_id=rule_id,
+        origin="FR",
+        eqf_min=4,
+        eqf_max=4,
+        isco_prefix="7411",
+        outcome=rc.RECOGNITION_OUTCOME_FULL,
+        local_occupation="Elektroniker/in",
+        legal_basis="BQFG § 4",
+        valid_from="2025-01-01",
+    )
+
+
 CASES: dict[str, tuple[str, set[str], Factory | None]] = {
     "RegisterIssuer": (
         "registry",
@@ -116,6 +134,28 @@ CASES: dict[str, tuple[str, set[str], Factory | None]] = {
     # Empty evidence: past the role check it is refused as INVALID_ARGUMENT
     # (real evidence is exercised in tests/integration/test_federation.py).
     "ReportFork": ("federation", PEER, lambda rn, cid: f.ReportForkRequest()),
+    "GetRecognitionRules": ("federation", PEER, lambda rn, cid: f.GetRecognitionRulesRequest()),
+    "AddRecognitionRule": (
+        "registry",
+        ADMIN,
+        lambda rn, cid: r.AddRecognitionRuleRequest(rule=_rule("fr-elec-added")),
+    ),
+    "ImportRecognitionRules": (
+        "registry",
+        ADMIN,
+        lambda rn, cid: r.ImportRecognitionRulesRequest(rules=[_rule("fr-elec-imported")]),
+    ),
+    "ListRecognitionRules": ("registry", ADMIN, lambda rn, cid: r.ListRecognitionRulesRequest()),
+    "RemoveRecognitionRule": (
+        "registry",
+        ADMIN,
+        lambda rn, cid: r.RemoveRecognitionRuleRequest(rule_id="fr-elec-existing"),
+    ),
+    "WhereRecognised": (
+        "verification",
+        VERIFY,
+        lambda rn, cid: v.WhereRecognisedRequest(credential_id=cid, birth_date="1994-03-17"),
+    ),
 }
 SERVICES = {
     "registry": ("credfed.v1.RegistryService", registry_pb2_grpc.RegistryServiceStub),
@@ -194,6 +234,12 @@ async def test_role_matrix(running: RunningNode, method: str, role: str) -> None
     receipt = await rn.issue()
     cid = receipt.credential.credential_id
     factory = CASES[method][2]
+    if method == "RemoveRecognitionRule":
+        await rn.registry.AddRecognitionRule(
+            r.AddRecognitionRuleRequest(rule=_rule("fr-elec-existing")),
+            metadata=rn.md("admin"),
+            timeout=10,
+        )
     if method == "ReinstateCredential":
         await rn.registry.SuspendCredential(
             r.SuspendCredentialRequest(credential_id=cid, reason="disciplinary"),
@@ -206,9 +252,11 @@ async def test_role_matrix(running: RunningNode, method: str, role: str) -> None
         request = factory(rn, cid)
     size_before = await rn.node.store.latest_checkpoint()
     assert size_before is not None
+    rules_before = rn.node.recognition.rules()
     code = await _invoke(rn, method, request, _metadata(rn, role))
     assert code == _expected(method, role), (method, role, code)
     if code != OK:
         # A refused call changed nothing.
         after = await rn.node.store.latest_checkpoint()
         assert after == size_before
+        assert rn.node.recognition.rules() == rules_before

@@ -64,10 +64,17 @@ class PeerLink(LogSource, Protocol):
 
     async def report_fork(self, evidence: bytes) -> bool: ...
 
+    async def recognition_rules(self, country: str) -> list[Envelope]:
+        """The signed recognition rules of ``country`` the partner holds
+        (its own, or a partner's it relays)."""
+        ...
+
     async def close(self) -> None: ...
 
 
 SaveDescriptor = Callable[[Envelope], None]
+#: Takes a partner's signed recognition rules (checks and keeps them).
+RulesSink = Callable[[str, list[Envelope]], Awaitable[int]]
 Alarm = Callable[[ForkEvidence], Awaitable[None]]
 
 
@@ -93,6 +100,7 @@ class Replicator:
         *,
         interval: float,
         save_descriptor: SaveDescriptor,
+        rules: RulesSink | None = None,
     ) -> None:
         self._replicas = replicas
         self._links = dict(links)
@@ -100,6 +108,7 @@ class Replicator:
         self._clock = clock
         self._interval = interval
         self._save_descriptor = save_descriptor
+        self._rules = rules
         self._states: dict[str, OriginState] = {}
         self._reported: set[tuple[str, str]] = set()  # (link, origin) told of a fork
         self._tasks: list[asyncio.Task[None]] = []
@@ -181,6 +190,25 @@ class Replicator:
                 except Exception as exc:  # one origin's failure must not stop the pass
                     self._failed(origin, link, exc)
             await self._report_forks(link)
+            await self._fetch_rules(link)
+
+    async def _fetch_rules(self, link: PeerLink) -> None:
+        """Recognition rules of every pinned country the link holds (its own
+        and the ones it relays); each is checked with its country's keys."""
+        if self._rules is None:
+            return
+        for country in sorted({link.name, *self.origins()}):
+            try:
+                added = await self._rules(country, await link.recognition_rules(country))
+            except asyncio.CancelledError:
+                raise
+            except CredfedError as exc:
+                log.debug(
+                    "federation.rules_unavailable", country=country, via=link.name, reason=str(exc)
+                )
+                continue
+            if added:
+                log.info("federation.rules_received", country=country, via=link.name, rules=added)
 
     async def _apply(
         self,

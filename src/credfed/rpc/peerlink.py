@@ -157,5 +157,11 @@ class GrpcPeerLink:
         got = await self._call(self._stub.ReportFork, f.ReportForkRequest(evidence=evidence))
         return bool(got.newly_recorded)
 
+    async def recognition_rules(self, country: str) -> list[Envelope]:
+        got = await self._call(
+            self._stub.GetRecognitionRules, f.GetRecognitionRulesRequest(country=country)
+        )
+        return [_envelope(e) for e in got.rules]
+
     async def close(self) -> None:
         await self._channel.close()

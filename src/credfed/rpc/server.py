@@ -135,6 +135,7 @@ def connect(node: Node) -> Replicator:
         node.now,
         interval=fed.sync_interval,
         save_descriptor=node.peers.replace,
+        rules=node.recognition.accept,
     )
     node.attach(replicator)
     return replicator
@@ -156,10 +157,11 @@ async def start(node: Node, listen: str | None = None) -> RunningServer:
     )
     origin = node.config.country
     registry_pb2_grpc.add_RegistryServiceServicer_to_server(
-        RegistryServicer(node.registry, origin), server
+        RegistryServicer(node.registry, origin, node.recognition), server
     )
     verification_pb2_grpc.add_VerificationServiceServicer_to_server(
-        VerificationServicer(node.verifier, node.crossborder, origin), server
+        VerificationServicer(node.verifier, node.crossborder, node.recognition, origin, node.now),
+        server,
     )
     federation_pb2_grpc.add_FederationServiceServicer_to_server(FederationServicer(node), server)
     health_servicer = health.aio.HealthServicer()

@@ -6,18 +6,23 @@ import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from credfed import ids, validation
+from credfed import codelists, ids, validation
+from credfed.clock import Clock
 from credfed.errors import CredfedError, NotFoundError, PreconditionError, ValidationError
 from credfed.federation.crossborder import CrossBorder
 from credfed.federation.evidence import MAX_EVIDENCE
 from credfed.models import CredentialDraft, SignedCheckpoint, Status
+from credfed.recognition.service import Recognition
+from credfed.records import Record
 from credfed.registry import Receipt, Registry
 from credfed.rpc import convert
+from credfed.rpc import convert_recognition as cr
 from credfed.rpc.auth import current_role
 from credfed.rpc.errors import status_for
 from credfed.v1 import common_pb2 as c
 from credfed.v1 import federation_pb2 as f
 from credfed.v1 import federation_pb2_grpc, registry_pb2_grpc, verification_pb2_grpc
+from credfed.v1 import recognition_pb2 as rc
 from credfed.v1 import registry_pb2 as r
 from credfed.v1 import verification_pb2 as v
 from credfed.verification import HolderAttribute, StatusSource, Verification, Verifier
@@ -66,9 +71,10 @@ def _credential_id(
 
 
 class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
-    def __init__(self, registry: Registry, origin: str) -> None:
+    def __init__(self, registry: Registry, origin: str, recognition: Recognition) -> None:
         self._registry = registry
         self._origin = origin
+        self._recognition = recognition
 
     @rpc
     async def RegisterIssuer(
@@ -180,14 +186,74 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             superseded=_receipt(receipt), replacement=convert.credential(new)
         )
 
+    # -- recognition rules (admin only, by the role table) ---------------------------
+
+    @rpc
+    async def AddRecognitionRule(
+        self, request: r.AddRecognitionRuleRequest, context: Context
+    ) -> r.AddRecognitionRuleResponse:
+        draft = cr.rule_draft(request.rule, "rule", self._origin)
+        signed = await _pb_fields(self._recognition.add(draft))
+        return r.AddRecognitionRuleResponse(
+            rule=cr.rule_pb(signed.rule), signed_rule=convert.envelope(signed.envelope)
+        )
+
+    @rpc
+    async def ImportRecognitionRules(
+        self, request: r.ImportRecognitionRulesRequest, context: Context
+    ) -> r.ImportRecognitionRulesResponse:
+        if len(request.rules) > MAX_BATCH:
+            raise ValidationError("rules", f"at most {MAX_BATCH} per call")
+        drafts = [
+            cr.rule_draft(rule, f"rules[{n}]", self._origin) for n, rule in enumerate(request.rules)
+        ]
+        signed = await _pb_fields(self._recognition.add_many(drafts))
+        return r.ImportRecognitionRulesResponse(rules=[cr.rule_pb(s.rule) for s in signed])
+
+    @rpc
+    async def ListRecognitionRules(
+        self, request: r.ListRecognitionRulesRequest, context: Context
+    ) -> r.ListRecognitionRulesResponse:
+        return r.ListRecognitionRulesResponse(
+            rules=[cr.rule_pb(s.rule) for s in self._recognition.rules()]
+        )
+
+    @rpc
+    async def RemoveRecognitionRule(
+        self, request: r.RemoveRecognitionRuleRequest, context: Context
+    ) -> r.RemoveRecognitionRuleResponse:
+        rule_id = convert.bounded(request.rule_id, "rule_id").strip()
+        if not rule_id:
+            raise ValidationError("rule_id", "is required")
+        signed = await self._recognition.remove(rule_id)
+        return r.RemoveRecognitionRuleResponse(rule=cr.rule_pb(signed.rule))
+
+
+async def _pb_fields(call: Awaitable[_T]) -> _T:
+    """Name a refused field as the request does (the message is flat where
+    the domain nests the match criteria)."""
+    try:
+        return await call
+    except ValidationError as exc:
+        raise ValidationError(cr.pb_field(exc.field), exc.message) from None
+
 
 class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
     """Local verify, and cross-border verify of ids of other countries."""
 
-    def __init__(self, verifier: Verifier, crossborder: CrossBorder, origin: str) -> None:
+    def __init__(
+        self,
+        verifier: Verifier,
+        crossborder: CrossBorder,
+        recognition: Recognition,
+        origin: str,
+        clock: Clock,
+    ) -> None:
         self._verifier = verifier
         self._crossborder = crossborder
+        self._recognition = recognition
         self._origin = origin
+        self._clock = clock
         # The latest checkpoint changes only with the log; converting it once
         # per checkpoint instead of once per answer shows in verify profiles.
         # One per origin (this node's, and each replica's for cross-border
@@ -202,9 +268,33 @@ class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
         return cached[1]
 
     def _result(self, found: Verification) -> v.VerificationResult:
-        return _result(found, self._checkpoint(found.checkpoint))
+        result = _result(found, self._checkpoint(found.checkpoint))
+        record = found.record
+        # Rules in force now: a rule change applies to the next answer.
+        decision = self._recognition.decide(
+            record.origin, record.qualification, self._clock().date()
+        )
+        result.recognition.CopyFrom(cr.decision_pb(decision))
+        result.labels.CopyFrom(_labels(record))
+        return result
 
-    async def _verify(self, request: v.VerifyRequest, prefix: str) -> Verification:
+    @rpc
+    async def WhereRecognised(
+        self, request: v.WhereRecognisedRequest, context: Context
+    ) -> v.WhereRecognisedResponse:
+        found = await self._verify(request, "")  # id + holder attribute, like Verify
+        record = found.record
+        decisions = self._recognition.where(
+            record.origin, record.qualification, self._clock().date()
+        )
+        return v.WhereRecognisedResponse(
+            credential_id=found.credential_id,
+            decisions=[cr.decision_pb(d) for d in decisions],
+        )
+
+    async def _verify(
+        self, request: v.VerifyRequest | v.WhereRecognisedRequest, prefix: str
+    ) -> Verification:
         cid, attribute = _parse_lookup(self._origin, request, prefix, foreign_ok=True)
         if cid[:2] != self._origin:
             return await self._crossborder.verify(cid, attribute)
@@ -255,7 +345,7 @@ class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
 
 def _parse_lookup(
     origin: str,
-    request: v.VerifyRequest | f.LookupCredentialRequest,
+    request: v.VerifyRequest | v.WhereRecognisedRequest | f.LookupCredentialRequest,
     prefix: str,
     *,
     foreign_ok: bool,
@@ -279,6 +369,15 @@ def _parse_lookup(
             prefix + "holder_attribute", "give the holder's birth_date or family_name"
         )
     return cid, attribute
+
+
+def _labels(record: Record) -> rc.QualificationLabels:
+    q = record.qualification
+    return rc.QualificationLabels(
+        isco_label=codelists.isco_label(q.isco_code) or "",
+        eqf_level_descriptor=codelists.EQF_LEVELS.get(q.eqf_level, ""),
+        sector_label=codelists.sector_label(q.sector),
+    )
 
 
 _SOURCE_PB = {
@@ -418,6 +517,16 @@ class FederationServicer(federation_pb2_grpc.FederationServiceServicer):
                 )
         except CredfedError as exc:
             await context.abort(status_for(exc), str(exc))
+
+    @rpc
+    async def GetRecognitionRules(
+        self, request: f.GetRecognitionRulesRequest, context: Context
+    ) -> f.GetRecognitionRulesResponse:
+        country = convert.bounded(request.country, "country").strip().upper() or self._origin
+        if not ids.is_country_code(country):
+            raise ValidationError("country", "must be a two-letter country code")
+        envelopes = self._node.recognition.served(country)
+        return f.GetRecognitionRulesResponse(rules=[convert.envelope(e) for e in envelopes])
 
     @rpc
     async def ReportFork(

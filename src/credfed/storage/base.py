@@ -25,6 +25,7 @@ from typing import Protocol
 
 from credfed.models import (
     Client,
+    Envelope,
     Issuer,
     IssuerStatus,
     SignedCheckpoint,
@@ -76,6 +77,16 @@ class ReplicaAppend:
     nodes: Sequence[tuple[int, int, bytes]]
     statuses: Sequence[tuple[str, int]]
     checkpoint: SignedCheckpoint | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRule:
+    """One version of a recognition rule, as its deciding country signed it."""
+
+    country: str
+    rule_id: str
+    version: int
+    envelope: Envelope
 
 
 class LogReader(Protocol):
@@ -216,3 +227,21 @@ class Store(LogReader, Protocol):
         ...
 
     async def list_fork_evidence(self) -> list[tuple[str, bytes]]: ...
+
+    # -- recognition rules ---------------------------------------------------------
+    #
+    # Every version of every rule is kept (append-only); a version already
+    # held is ignored, so receiving a partner's rules twice is harmless.
+
+    async def add_recognition_rules(self, rules: Sequence[StoredRule]) -> int:
+        """Keep these rule versions in one transaction; returns how many
+        were new."""
+        ...
+
+    async def current_recognition_rules(self, country: str) -> list[StoredRule]:
+        """The highest version of each rule of ``country``, by rule id."""
+        ...
+
+    async def recognition_countries(self) -> list[str]:
+        """The countries whose rules this store holds, sorted."""
+        ...

@@ -54,6 +54,7 @@ from credfed.storage.base import (
     NodeId,
     ReplicaAppend,
     ReplicaProofRead,
+    StoredRule,
     WriteTx,
 )
 
@@ -153,6 +154,20 @@ _GET_REPLICA_CHECKPOINT: Final = (
 )
 _LIST_REPLICA_CHECKPOINTS: Final = (
     f"SELECT {_CHECKPOINT_COLUMNS} FROM replica_checkpoints ORDER BY origin"  # noqa: S608
+)
+_INSERT_RULE: Final = (
+    "INSERT OR IGNORE INTO recognition_rules "
+    "(country, rule_id, version, payload, payload_type, key_id, signature) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+# The newest version of each rule: max(version) per rule id, on the primary key.
+_CURRENT_RULES: Final = (
+    "SELECT r.country, r.rule_id, r.version, r.payload, r.payload_type, r.key_id, r.signature "
+    "FROM recognition_rules AS r JOIN ("
+    "  SELECT rule_id, max(version) AS version FROM recognition_rules"
+    "  WHERE country = ?1 GROUP BY rule_id"
+    ") AS newest ON r.rule_id = newest.rule_id AND r.version = newest.version "
+    "WHERE r.country = ?1 ORDER BY r.rule_id"
 )
 _GET_REPLICA_STATUS: Final = "SELECT idx FROM replica_status WHERE origin = ? AND credential_id = ?"
 _GET_REPLICA_LEAF: Final = "SELECT leaf FROM replica_leaves WHERE origin = ? AND idx = ?"
@@ -1105,6 +1120,41 @@ class SqliteStore:
             size = await _replica_size(self._writer, origin)
             _check_replica_checkpoint(origin, checkpoint, size)
             await _fetch(self._writer, _UPSERT_REPLICA_CHECKPOINT, params)
+
+    async def add_recognition_rules(self, rules: Sequence[StoredRule]) -> int:
+        rows = [
+            (
+                r.country,
+                r.rule_id,
+                r.version,
+                bytes(r.envelope.payload),
+                r.envelope.payload_type,
+                r.envelope.key_id,
+                bytes(r.envelope.signature),
+            )
+            for r in rules
+        ]
+        async with self._transaction():
+            before = await _fetch(self._writer, "SELECT total_changes()", ())
+            await _many(self._writer, _INSERT_RULE, rows)
+            after = await _fetch(self._writer, "SELECT total_changes()", ())
+        return int(after[0][0]) - int(before[0][0])
+
+    async def current_recognition_rules(self, country: str) -> list[StoredRule]:
+        rows = await self._read(_CURRENT_RULES, (country,))
+        return [
+            StoredRule(
+                country=r[0],
+                rule_id=r[1],
+                version=int(r[2]),
+                envelope=Envelope(payload=r[3], payload_type=r[4], key_id=r[5], signature=r[6]),
+            )
+            for r in rows
+        ]
+
+    async def recognition_countries(self) -> list[str]:
+        rows = await self._read("SELECT DISTINCT country FROM recognition_rules ORDER BY country")
+        return [str(r[0]) for r in rows]
 
     async def add_fork_evidence(self, origin: str, evidence: bytes) -> bool:
         params = (origin, bytes(evidence), _micros(datetime.now(UTC)))

@@ -21,9 +21,9 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 
 from credfed.errors import AlreadyExistsError, NotFoundError, StorageError
-from credfed.models import IssuerStatus, Role, RoleKind, Status, StoredCredential
+from credfed.models import Envelope, IssuerStatus, Role, RoleKind, Status, StoredCredential
 from credfed.statuslog import merkle
-from credfed.storage.base import ReplicaAppend, Store
+from credfed.storage.base import ReplicaAppend, Store, StoredRule
 from credfed.testing.factories import (
     T0,
     completed_nodes,
@@ -845,3 +845,34 @@ class StoreSuite:
             assert await again.replica_size("DE") == 7
         finally:
             await again.close()
+
+    # -- recognition rules -----------------------------------------------------------
+
+    async def test_recognition_rules_keep_every_version_and_serve_the_newest(
+        self, store: Store
+    ) -> None:
+        def rule(country: str, rule_id: str, version: int) -> StoredRule:
+            payload = f"{country}/{rule_id}/v{version}".encode()
+            return StoredRule(
+                country, rule_id, version, Envelope(payload, "t", "k", b"sig" + payload)
+            )
+
+        assert await store.current_recognition_rules("FR") == []
+        assert await store.recognition_countries() == []
+        first = [rule("FR", "elec", 1), rule("FR", "nurse", 1), rule("PL", "elec", 3)]
+        assert await store.add_recognition_rules(first) == 3
+        # Receiving the same versions again (a partner's rules, twice) adds nothing.
+        assert await store.add_recognition_rules([rule("FR", "elec", 1)]) == 0
+        assert (
+            await store.add_recognition_rules([rule("FR", "elec", 2), rule("FR", "elec", 1)]) == 1
+        )
+        assert await store.current_recognition_rules("FR") == [
+            rule("FR", "elec", 2),
+            rule("FR", "nurse", 1),
+        ]
+        assert await store.current_recognition_rules("PL") == [rule("PL", "elec", 3)]
+        assert await store.current_recognition_rules("DE") == []
+        assert await store.recognition_countries() == ["FR", "PL"]
+        # An older version arriving late never replaces the newest.
+        assert await store.add_recognition_rules([rule("PL", "elec", 2)]) == 1
+        assert await store.current_recognition_rules("PL") == [rule("PL", "elec", 3)]

@@ -114,3 +114,15 @@ class ReportForkResponse(_message.Message):
     NEWLY_RECORDED_FIELD_NUMBER: _ClassVar[int]
     newly_recorded: bool
     def __init__(self, newly_recorded: _Optional[bool] = ...) -> None: ...
+
+class GetRecognitionRulesRequest(_message.Message):
+    __slots__ = ("country",)
+    COUNTRY_FIELD_NUMBER: _ClassVar[int]
+    country: str
+    def __init__(self, country: _Optional[str] = ...) -> None: ...
+
+class GetRecognitionRulesResponse(_message.Message):
+    __slots__ = ("rules",)
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    rules: _containers.RepeatedCompositeFieldContainer[_common_pb2.Envelope]
+    def __init__(self, rules: _Optional[_Iterable[_Union[_common_pb2.Envelope, _Mapping]]] = ...) -> None: ...

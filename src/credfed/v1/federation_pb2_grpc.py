@@ -72,6 +72,11 @@ class FederationServiceStub:
                 request_serializer=credfed_dot_v1_dot_federation__pb2.ReportForkRequest.SerializeToString,
                 response_deserializer=credfed_dot_v1_dot_federation__pb2.ReportForkResponse.FromString,
                 _registered_method=True)
+        self.GetRecognitionRules = channel.unary_unary(
+                '/credfed.v1.FederationService/GetRecognitionRules',
+                request_serializer=credfed_dot_v1_dot_federation__pb2.GetRecognitionRulesRequest.SerializeToString,
+                response_deserializer=credfed_dot_v1_dot_federation__pb2.GetRecognitionRulesResponse.FromString,
+                _registered_method=True)
 
 
 class FederationServiceServicer:
@@ -130,6 +135,14 @@ class FederationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRecognitionRules(self, request, context):
+        """The current recognition rules of `country` (this node's own, or a
+        partner's it holds), each signed by the deciding node, tombstones included.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FederationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -167,6 +180,11 @@ def add_FederationServiceServicer_to_server(servicer, server):
                     servicer.ReportFork,
                     request_deserializer=credfed_dot_v1_dot_federation__pb2.ReportForkRequest.FromString,
                     response_serializer=credfed_dot_v1_dot_federation__pb2.ReportForkResponse.SerializeToString,
+            ),
+            'GetRecognitionRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRecognitionRules,
+                    request_deserializer=credfed_dot_v1_dot_federation__pb2.GetRecognitionRulesRequest.FromString,
+                    response_serializer=credfed_dot_v1_dot_federation__pb2.GetRecognitionRulesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -361,6 +379,33 @@ class FederationService:
             '/credfed.v1.FederationService/ReportFork',
             credfed_dot_v1_dot_federation__pb2.ReportForkRequest.SerializeToString,
             credfed_dot_v1_dot_federation__pb2.ReportForkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRecognitionRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/credfed.v1.FederationService/GetRecognitionRules',
+            credfed_dot_v1_dot_federation__pb2.GetRecognitionRulesRequest.SerializeToString,
+            credfed_dot_v1_dot_federation__pb2.GetRecognitionRulesResponse.FromString,
             options,
             channel_credentials,
             insecure,

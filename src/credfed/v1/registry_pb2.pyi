@@ -1,4 +1,5 @@
 from credfed.v1 import common_pb2 as _common_pb2
+from credfed.v1 import recognition_pb2 as _recognition_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -180,3 +181,51 @@ class SupersedeCredentialResponse(_message.Message):
     superseded: ChangeReceipt
     replacement: _common_pb2.Credential
     def __init__(self, superseded: _Optional[_Union[ChangeReceipt, _Mapping]] = ..., replacement: _Optional[_Union[_common_pb2.Credential, _Mapping]] = ...) -> None: ...
+
+class AddRecognitionRuleRequest(_message.Message):
+    __slots__ = ("rule",)
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    rule: _recognition_pb2.RecognitionRule
+    def __init__(self, rule: _Optional[_Union[_recognition_pb2.RecognitionRule, _Mapping]] = ...) -> None: ...
+
+class AddRecognitionRuleResponse(_message.Message):
+    __slots__ = ("rule", "signed_rule")
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_RULE_FIELD_NUMBER: _ClassVar[int]
+    rule: _recognition_pb2.RecognitionRule
+    signed_rule: _common_pb2.Envelope
+    def __init__(self, rule: _Optional[_Union[_recognition_pb2.RecognitionRule, _Mapping]] = ..., signed_rule: _Optional[_Union[_common_pb2.Envelope, _Mapping]] = ...) -> None: ...
+
+class ImportRecognitionRulesRequest(_message.Message):
+    __slots__ = ("rules",)
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    rules: _containers.RepeatedCompositeFieldContainer[_recognition_pb2.RecognitionRule]
+    def __init__(self, rules: _Optional[_Iterable[_Union[_recognition_pb2.RecognitionRule, _Mapping]]] = ...) -> None: ...
+
+class ImportRecognitionRulesResponse(_message.Message):
+    __slots__ = ("rules",)
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    rules: _containers.RepeatedCompositeFieldContainer[_recognition_pb2.RecognitionRule]
+    def __init__(self, rules: _Optional[_Iterable[_Union[_recognition_pb2.RecognitionRule, _Mapping]]] = ...) -> None: ...
+
+class ListRecognitionRulesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListRecognitionRulesResponse(_message.Message):
+    __slots__ = ("rules",)
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    rules: _containers.RepeatedCompositeFieldContainer[_recognition_pb2.RecognitionRule]
+    def __init__(self, rules: _Optional[_Iterable[_Union[_recognition_pb2.RecognitionRule, _Mapping]]] = ...) -> None: ...
+
+class RemoveRecognitionRuleRequest(_message.Message):
+    __slots__ = ("rule_id",)
+    RULE_ID_FIELD_NUMBER: _ClassVar[int]
+    rule_id: str
+    def __init__(self, rule_id: _Optional[str] = ...) -> None: ...
+
+class RemoveRecognitionRuleResponse(_message.Message):
+    __slots__ = ("rule",)
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    rule: _recognition_pb2.RecognitionRule
+    def __init__(self, rule: _Optional[_Union[_recognition_pb2.RecognitionRule, _Mapping]] = ...) -> None: ...

@@ -86,6 +86,26 @@ class RegistryServiceStub:
                 request_serializer=credfed_dot_v1_dot_registry__pb2.SupersedeCredentialRequest.SerializeToString,
                 response_deserializer=credfed_dot_v1_dot_registry__pb2.SupersedeCredentialResponse.FromString,
                 _registered_method=True)
+        self.AddRecognitionRule = channel.unary_unary(
+                '/credfed.v1.RegistryService/AddRecognitionRule',
+                request_serializer=credfed_dot_v1_dot_registry__pb2.AddRecognitionRuleRequest.SerializeToString,
+                response_deserializer=credfed_dot_v1_dot_registry__pb2.AddRecognitionRuleResponse.FromString,
+                _registered_method=True)
+        self.ImportRecognitionRules = channel.unary_unary(
+                '/credfed.v1.RegistryService/ImportRecognitionRules',
+                request_serializer=credfed_dot_v1_dot_registry__pb2.ImportRecognitionRulesRequest.SerializeToString,
+                response_deserializer=credfed_dot_v1_dot_registry__pb2.ImportRecognitionRulesResponse.FromString,
+                _registered_method=True)
+        self.ListRecognitionRules = channel.unary_unary(
+                '/credfed.v1.RegistryService/ListRecognitionRules',
+                request_serializer=credfed_dot_v1_dot_registry__pb2.ListRecognitionRulesRequest.SerializeToString,
+                response_deserializer=credfed_dot_v1_dot_registry__pb2.ListRecognitionRulesResponse.FromString,
+                _registered_method=True)
+        self.RemoveRecognitionRule = channel.unary_unary(
+                '/credfed.v1.RegistryService/RemoveRecognitionRule',
+                request_serializer=credfed_dot_v1_dot_registry__pb2.RemoveRecognitionRuleRequest.SerializeToString,
+                response_deserializer=credfed_dot_v1_dot_registry__pb2.RemoveRecognitionRuleResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -159,6 +179,36 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddRecognitionRule(self, request, context):
+        """Admin only. A new rule id starts at version 1; an existing one gets its
+        next version. A rule of equal specificity that could match the same
+        credential as another current rule is refused (FAILED_PRECONDITION).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportRecognitionRules(self, request, context):
+        """Admin only. All or nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRecognitionRules(self, request, context):
+        """Admin only. The current rules of this node.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveRecognitionRule(self, request, context):
+        """Admin only. Withdraws a rule (a new, signed version marked removed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -211,6 +261,26 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.SupersedeCredential,
                     request_deserializer=credfed_dot_v1_dot_registry__pb2.SupersedeCredentialRequest.FromString,
                     response_serializer=credfed_dot_v1_dot_registry__pb2.SupersedeCredentialResponse.SerializeToString,
+            ),
+            'AddRecognitionRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddRecognitionRule,
+                    request_deserializer=credfed_dot_v1_dot_registry__pb2.AddRecognitionRuleRequest.FromString,
+                    response_serializer=credfed_dot_v1_dot_registry__pb2.AddRecognitionRuleResponse.SerializeToString,
+            ),
+            'ImportRecognitionRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportRecognitionRules,
+                    request_deserializer=credfed_dot_v1_dot_registry__pb2.ImportRecognitionRulesRequest.FromString,
+                    response_serializer=credfed_dot_v1_dot_registry__pb2.ImportRecognitionRulesResponse.SerializeToString,
+            ),
+            'ListRecognitionRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRecognitionRules,
+                    request_deserializer=credfed_dot_v1_dot_registry__pb2.ListRecognitionRulesRequest.FromString,
+                    response_serializer=credfed_dot_v1_dot_registry__pb2.ListRecognitionRulesResponse.SerializeToString,
+            ),
+            'RemoveRecognitionRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveRecognitionRule,
+                    request_deserializer=credfed_dot_v1_dot_registry__pb2.RemoveRecognitionRuleRequest.FromString,
+                    response_serializer=credfed_dot_v1_dot_registry__pb2.RemoveRecognitionRuleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -485,6 +555,114 @@ class RegistryService:
             '/credfed.v1.RegistryService/SupersedeCredential',
             credfed_dot_v1_dot_registry__pb2.SupersedeCredentialRequest.SerializeToString,
             credfed_dot_v1_dot_registry__pb2.SupersedeCredentialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddRecognitionRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/credfed.v1.RegistryService/AddRecognitionRule',
+            credfed_dot_v1_dot_registry__pb2.AddRecognitionRuleRequest.SerializeToString,
+            credfed_dot_v1_dot_registry__pb2.AddRecognitionRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportRecognitionRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/credfed.v1.RegistryService/ImportRecognitionRules',
+            credfed_dot_v1_dot_registry__pb2.ImportRecognitionRulesRequest.SerializeToString,
+            credfed_dot_v1_dot_registry__pb2.ImportRecognitionRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRecognitionRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/credfed.v1.RegistryService/ListRecognitionRules',
+            credfed_dot_v1_dot_registry__pb2.ListRecognitionRulesRequest.SerializeToString,
+            credfed_dot_v1_dot_registry__pb2.ListRecognitionRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveRecognitionRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/credfed.v1.RegistryService/RemoveRecognitionRule',
+            credfed_dot_v1_dot_registry__pb2.RemoveRecognitionRuleRequest.SerializeToString,
+            credfed_dot_v1_dot_registry__pb2.RemoveRecognitionRuleResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -23,42 +23,47 @@ _sym_db = _symbol_database.Default()
 
 
 from credfed.v1 import common_pb2 as credfed_dot_v1_dot_common__pb2
+from credfed.v1 import recognition_pb2 as credfed_dot_v1_dot_recognition__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63redfed/v1/verification.proto\x12\ncredfed.v1\x1a\x17\x63redfed/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"g\n\rVerifyRequest\x12\x15\n\rcredential_id\x18\x01 \x01(\t\x12\x14\n\nbirth_date\x18\x02 \x01(\tH\x00\x12\x15\n\x0b\x66\x61mily_name\x18\x03 \x01(\tH\x00\x42\x12\n\x10holder_attribute\"\xe0\x01\n\nProvenance\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x19\n\x11signature_checked\x18\x02 \x01(\x08\x12\x30\n\x0cstatus_as_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x06source\x18\x04 \x01(\x0e\x32\x18.credfed.v1.StatusSource\x12\x18\n\x10\x64\x61ta_age_seconds\x18\x05 \x01(\x04\x12\x1a\n\x12origin_unreachable\x18\x06 \x01(\x08\x12\x15\n\rrecord_cached\x18\x07 \x01(\x08\"\xb0\x04\n\x12VerificationResult\x12\x15\n\rcredential_id\x18\x01 \x01(\t\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.credfed.v1.CredentialStatus\x12/\n\rstatus_detail\x18\x03 \x01(\x0b\x32\x18.credfed.v1.StatusDetail\x12\"\n\x06holder\x18\x04 \x01(\x0b\x32\x12.credfed.v1.Holder\x12\x30\n\rqualification\x18\x05 \x01(\x0b\x32\x19.credfed.v1.Qualification\x12\x11\n\tissuer_id\x18\x06 \x01(\t\x12\x13\n\x0bissuer_name\x18\x07 \x01(\t\x12\x11\n\tissued_on\x18\x08 \x01(\t\x12\x13\n\x0bvalid_until\x18\t \x01(\t\x12\x12\n\nsupersedes\x18\n \x01(\t\x12+\n\rsigned_record\x18\x0b \x01(\x0b\x32\x14.credfed.v1.Envelope\x12*\n\nprovenance\x18\x0c \x01(\x0b\x32\x16.credfed.v1.Provenance\x12*\n\x0cstatus_entry\x18\r \x01(\x0b\x32\x14.credfed.v1.LogEntry\x12\x33\n\x0finclusion_proof\x18\x0e \x01(\x0b\x32\x1a.credfed.v1.InclusionProof\x12\x30\n\ncheckpoint\x18\x0f \x01(\x0b\x32\x1c.credfed.v1.SignedCheckpoint\"@\n\x0eVerifyResponse\x12.\n\x06result\x18\x01 \x01(\x0b\x32\x1e.credfed.v1.VerificationResult\"A\n\x12VerifyBatchRequest\x12+\n\x08requests\x18\x01 \x03(\x0b\x32\x19.credfed.v1.VerifyRequest\"D\n\x14VerifyBatchItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x81\x01\n\x0fVerifyBatchItem\x12\x30\n\x06result\x18\x01 \x01(\x0b\x32\x1e.credfed.v1.VerificationResultH\x00\x12\x31\n\x05\x65rror\x18\x02 \x01(\x0b\x32 .credfed.v1.VerifyBatchItemErrorH\x00\x42\t\n\x07outcome\"A\n\x13VerifyBatchResponse\x12*\n\x05items\x18\x01 \x03(\x0b\x32\x1b.credfed.v1.VerifyBatchItem\"\x16\n\x14GetCheckpointRequest\"I\n\x15GetCheckpointResponse\x12\x30\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1c.credfed.v1.SignedCheckpoint\"@\n\x1aGetConsistencyProofRequest\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x10\n\x08new_size\x18\x02 \x01(\x04\"|\n\x1bGetConsistencyProofResponse\x12+\n\x05proof\x18\x01 \x01(\x0b\x32\x1c.credfed.v1.ConsistencyProof\x12\x30\n\ncheckpoint\x18\x02 \x01(\x0b\x32\x1c.credfed.v1.SignedCheckpoint*\x83\x01\n\x0cStatusSource\x12\x1d\n\x19STATUS_SOURCE_UNSPECIFIED\x10\x00\x12\x18\n\x14STATUS_SOURCE_ORIGIN\x10\x01\x12\x19\n\x15STATUS_SOURCE_REPLICA\x10\x02\x12\x1f\n\x1bSTATUS_SOURCE_CACHED_RECORD\x10\x03\x32\xe4\x02\n\x13VerificationService\x12?\n\x06Verify\x12\x19.credfed.v1.VerifyRequest\x1a\x1a.credfed.v1.VerifyResponse\x12N\n\x0bVerifyBatch\x12\x1e.credfed.v1.VerifyBatchRequest\x1a\x1f.credfed.v1.VerifyBatchResponse\x12T\n\rGetCheckpoint\x12 .credfed.v1.GetCheckpointRequest\x1a!.credfed.v1.GetCheckpointResponse\x12\x66\n\x13GetConsistencyProof\x12&.credfed.v1.GetConsistencyProofRequest\x1a\'.credfed.v1.GetConsistencyProofResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63redfed/v1/verification.proto\x12\ncredfed.v1\x1a\x17\x63redfed/v1/common.proto\x1a\x1c\x63redfed/v1/recognition.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"g\n\rVerifyRequest\x12\x15\n\rcredential_id\x18\x01 \x01(\t\x12\x14\n\nbirth_date\x18\x02 \x01(\tH\x00\x12\x15\n\x0b\x66\x61mily_name\x18\x03 \x01(\tH\x00\x42\x12\n\x10holder_attribute\"\xe0\x01\n\nProvenance\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x19\n\x11signature_checked\x18\x02 \x01(\x08\x12\x30\n\x0cstatus_as_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x06source\x18\x04 \x01(\x0e\x32\x18.credfed.v1.StatusSource\x12\x18\n\x10\x64\x61ta_age_seconds\x18\x05 \x01(\x04\x12\x1a\n\x12origin_unreachable\x18\x06 \x01(\x08\x12\x15\n\rrecord_cached\x18\x07 \x01(\x08\"\x97\x05\n\x12VerificationResult\x12\x15\n\rcredential_id\x18\x01 \x01(\t\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.credfed.v1.CredentialStatus\x12/\n\rstatus_detail\x18\x03 \x01(\x0b\x32\x18.credfed.v1.StatusDetail\x12\"\n\x06holder\x18\x04 \x01(\x0b\x32\x12.credfed.v1.Holder\x12\x30\n\rqualification\x18\x05 \x01(\x0b\x32\x19.credfed.v1.Qualification\x12\x11\n\tissuer_id\x18\x06 \x01(\t\x12\x13\n\x0bissuer_name\x18\x07 \x01(\t\x12\x11\n\tissued_on\x18\x08 \x01(\t\x12\x13\n\x0bvalid_until\x18\t \x01(\t\x12\x12\n\nsupersedes\x18\n \x01(\t\x12+\n\rsigned_record\x18\x0b \x01(\x0b\x32\x14.credfed.v1.Envelope\x12*\n\nprovenance\x18\x0c \x01(\x0b\x32\x16.credfed.v1.Provenance\x12*\n\x0cstatus_entry\x18\r \x01(\x0b\x32\x14.credfed.v1.LogEntry\x12\x33\n\x0finclusion_proof\x18\x0e \x01(\x0b\x32\x1a.credfed.v1.InclusionProof\x12\x30\n\ncheckpoint\x18\x0f \x01(\x0b\x32\x1c.credfed.v1.SignedCheckpoint\x12\x34\n\x0brecognition\x18\x10 \x01(\x0b\x32\x1f.credfed.v1.RecognitionDecision\x12/\n\x06labels\x18\x11 \x01(\x0b\x32\x1f.credfed.v1.QualificationLabels\"@\n\x0eVerifyResponse\x12.\n\x06result\x18\x01 \x01(\x0b\x32\x1e.credfed.v1.VerificationResult\"A\n\x12VerifyBatchRequest\x12+\n\x08requests\x18\x01 \x03(\x0b\x32\x19.credfed.v1.VerifyRequest\"D\n\x14VerifyBatchItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x81\x01\n\x0fVerifyBatchItem\x12\x30\n\x06result\x18\x01 \x01(\x0b\x32\x1e.credfed.v1.VerificationResultH\x00\x12\x31\n\x05\x65rror\x18\x02 \x01(\x0b\x32 .credfed.v1.VerifyBatchItemErrorH\x00\x42\t\n\x07outcome\"A\n\x13VerifyBatchResponse\x12*\n\x05items\x18\x01 \x03(\x0b\x32\x1b.credfed.v1.VerifyBatchItem\"\x16\n\x14GetCheckpointRequest\"I\n\x15GetCheckpointResponse\x12\x30\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1c.credfed.v1.SignedCheckpoint\"@\n\x1aGetConsistencyProofRequest\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x10\n\x08new_size\x18\x02 \x01(\x04\"|\n\x1bGetConsistencyProofResponse\x12+\n\x05proof\x18\x01 \x01(\x0b\x32\x1c.credfed.v1.ConsistencyProof\x12\x30\n\ncheckpoint\x18\x02 \x01(\x0b\x32\x1c.credfed.v1.SignedCheckpoint\"p\n\x16WhereRecognisedRequest\x12\x15\n\rcredential_id\x18\x01 \x01(\t\x12\x14\n\nbirth_date\x18\x02 \x01(\tH\x00\x12\x15\n\x0b\x66\x61mily_name\x18\x03 \x01(\tH\x00\x42\x12\n\x10holder_attribute\"d\n\x17WhereRecognisedResponse\x12\x15\n\rcredential_id\x18\x01 \x01(\t\x12\x32\n\tdecisions\x18\x02 \x03(\x0b\x32\x1f.credfed.v1.RecognitionDecision*\x83\x01\n\x0cStatusSource\x12\x1d\n\x19STATUS_SOURCE_UNSPECIFIED\x10\x00\x12\x18\n\x14STATUS_SOURCE_ORIGIN\x10\x01\x12\x19\n\x15STATUS_SOURCE_REPLICA\x10\x02\x12\x1f\n\x1bSTATUS_SOURCE_CACHED_RECORD\x10\x03\x32\xc0\x03\n\x13VerificationService\x12?\n\x06Verify\x12\x19.credfed.v1.VerifyRequest\x1a\x1a.credfed.v1.VerifyResponse\x12N\n\x0bVerifyBatch\x12\x1e.credfed.v1.VerifyBatchRequest\x1a\x1f.credfed.v1.VerifyBatchResponse\x12T\n\rGetCheckpoint\x12 .credfed.v1.GetCheckpointRequest\x1a!.credfed.v1.GetCheckpointResponse\x12\x66\n\x13GetConsistencyProof\x12&.credfed.v1.GetConsistencyProofRequest\x1a\'.credfed.v1.GetConsistencyProofResponse\x12Z\n\x0fWhereRecognised\x12\".credfed.v1.WhereRecognisedRequest\x1a#.credfed.v1.WhereRecognisedResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'credfed.v1.verification_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STATUSSOURCE']._serialized_start=1692
-  _globals['_STATUSSOURCE']._serialized_end=1823
-  _globals['_VERIFYREQUEST']._serialized_start=103
-  _globals['_VERIFYREQUEST']._serialized_end=206
-  _globals['_PROVENANCE']._serialized_start=209
-  _globals['_PROVENANCE']._serialized_end=433
-  _globals['_VERIFICATIONRESULT']._serialized_start=436
-  _globals['_VERIFICATIONRESULT']._serialized_end=996
-  _globals['_VERIFYRESPONSE']._serialized_start=998
-  _globals['_VERIFYRESPONSE']._serialized_end=1062
-  _globals['_VERIFYBATCHREQUEST']._serialized_start=1064
-  _globals['_VERIFYBATCHREQUEST']._serialized_end=1129
-  _globals['_VERIFYBATCHITEMERROR']._serialized_start=1131
-  _globals['_VERIFYBATCHITEMERROR']._serialized_end=1199
-  _globals['_VERIFYBATCHITEM']._serialized_start=1202
-  _globals['_VERIFYBATCHITEM']._serialized_end=1331
-  _globals['_VERIFYBATCHRESPONSE']._serialized_start=1333
-  _globals['_VERIFYBATCHRESPONSE']._serialized_end=1398
-  _globals['_GETCHECKPOINTREQUEST']._serialized_start=1400
-  _globals['_GETCHECKPOINTREQUEST']._serialized_end=1422
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=1424
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=1497
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=1499
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=1563
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=1565
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=1689
-  _globals['_VERIFICATIONSERVICE']._serialized_start=1826
-  _globals['_VERIFICATIONSERVICE']._serialized_end=2182
+  _globals['_STATUSSOURCE']._serialized_start=2041
+  _globals['_STATUSSOURCE']._serialized_end=2172
+  _globals['_VERIFYREQUEST']._serialized_start=133
+  _globals['_VERIFYREQUEST']._serialized_end=236
+  _globals['_PROVENANCE']._serialized_start=239
+  _globals['_PROVENANCE']._serialized_end=463
+  _globals['_VERIFICATIONRESULT']._serialized_start=466
+  _globals['_VERIFICATIONRESULT']._serialized_end=1129
+  _globals['_VERIFYRESPONSE']._serialized_start=1131
+  _globals['_VERIFYRESPONSE']._serialized_end=1195
+  _globals['_VERIFYBATCHREQUEST']._serialized_start=1197
+  _globals['_VERIFYBATCHREQUEST']._serialized_end=1262
+  _globals['_VERIFYBATCHITEMERROR']._serialized_start=1264
+  _globals['_VERIFYBATCHITEMERROR']._serialized_end=1332
+  _globals['_VERIFYBATCHITEM']._serialized_start=1335
+  _globals['_VERIFYBATCHITEM']._serialized_end=1464
+  _globals['_VERIFYBATCHRESPONSE']._serialized_start=1466
+  _globals['_VERIFYBATCHRESPONSE']._serialized_end=1531
+  _globals['_GETCHECKPOINTREQUEST']._serialized_start=1533
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=1555
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=1557
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=1630
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=1632
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=1696
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=1698
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=1822
+  _globals['_WHERERECOGNISEDREQUEST']._serialized_start=1824
+  _globals['_WHERERECOGNISEDREQUEST']._serialized_end=1936
+  _globals['_WHERERECOGNISEDRESPONSE']._serialized_start=1938
+  _globals['_WHERERECOGNISEDRESPONSE']._serialized_end=2038
+  _globals['_VERIFICATIONSERVICE']._serialized_start=2175
+  _globals['_VERIFICATIONSERVICE']._serialized_end=2623
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,7 @@
 import datetime
 
 from credfed.v1 import common_pb2 as _common_pb2
+from credfed.v1 import recognition_pb2 as _recognition_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -51,7 +52,7 @@ class Provenance(_message.Message):
     def __init__(self, origin: _Optional[str] = ..., signature_checked: _Optional[bool] = ..., status_as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[_Union[StatusSource, str]] = ..., data_age_seconds: _Optional[int] = ..., origin_unreachable: _Optional[bool] = ..., record_cached: _Optional[bool] = ...) -> None: ...
 
 class VerificationResult(_message.Message):
-    __slots__ = ("credential_id", "status", "status_detail", "holder", "qualification", "issuer_id", "issuer_name", "issued_on", "valid_until", "supersedes", "signed_record", "provenance", "status_entry", "inclusion_proof", "checkpoint")
+    __slots__ = ("credential_id", "status", "status_detail", "holder", "qualification", "issuer_id", "issuer_name", "issued_on", "valid_until", "supersedes", "signed_record", "provenance", "status_entry", "inclusion_proof", "checkpoint", "recognition", "labels")
     CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     STATUS_DETAIL_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +68,8 @@ class VerificationResult(_message.Message):
     STATUS_ENTRY_FIELD_NUMBER: _ClassVar[int]
     INCLUSION_PROOF_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    RECOGNITION_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     credential_id: str
     status: _common_pb2.CredentialStatus
     status_detail: _common_pb2.StatusDetail
@@ -82,7 +85,9 @@ class VerificationResult(_message.Message):
     status_entry: _common_pb2.LogEntry
     inclusion_proof: _common_pb2.InclusionProof
     checkpoint: _common_pb2.SignedCheckpoint
-    def __init__(self, credential_id: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.CredentialStatus, str]] = ..., status_detail: _Optional[_Union[_common_pb2.StatusDetail, _Mapping]] = ..., holder: _Optional[_Union[_common_pb2.Holder, _Mapping]] = ..., qualification: _Optional[_Union[_common_pb2.Qualification, _Mapping]] = ..., issuer_id: _Optional[str] = ..., issuer_name: _Optional[str] = ..., issued_on: _Optional[str] = ..., valid_until: _Optional[str] = ..., supersedes: _Optional[str] = ..., signed_record: _Optional[_Union[_common_pb2.Envelope, _Mapping]] = ..., provenance: _Optional[_Union[Provenance, _Mapping]] = ..., status_entry: _Optional[_Union[_common_pb2.LogEntry, _Mapping]] = ..., inclusion_proof: _Optional[_Union[_common_pb2.InclusionProof, _Mapping]] = ..., checkpoint: _Optional[_Union[_common_pb2.SignedCheckpoint, _Mapping]] = ...) -> None: ...
+    recognition: _recognition_pb2.RecognitionDecision
+    labels: _recognition_pb2.QualificationLabels
+    def __init__(self, credential_id: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.CredentialStatus, str]] = ..., status_detail: _Optional[_Union[_common_pb2.StatusDetail, _Mapping]] = ..., holder: _Optional[_Union[_common_pb2.Holder, _Mapping]] = ..., qualification: _Optional[_Union[_common_pb2.Qualification, _Mapping]] = ..., issuer_id: _Optional[str] = ..., issuer_name: _Optional[str] = ..., issued_on: _Optional[str] = ..., valid_until: _Optional[str] = ..., supersedes: _Optional[str] = ..., signed_record: _Optional[_Union[_common_pb2.Envelope, _Mapping]] = ..., provenance: _Optional[_Union[Provenance, _Mapping]] = ..., status_entry: _Optional[_Union[_common_pb2.LogEntry, _Mapping]] = ..., inclusion_proof: _Optional[_Union[_common_pb2.InclusionProof, _Mapping]] = ..., checkpoint: _Optional[_Union[_common_pb2.SignedCheckpoint, _Mapping]] = ..., recognition: _Optional[_Union[_recognition_pb2.RecognitionDecision, _Mapping]] = ..., labels: _Optional[_Union[_recognition_pb2.QualificationLabels, _Mapping]] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
     __slots__ = ("result",)
@@ -145,3 +150,21 @@ class GetConsistencyProofResponse(_message.Message):
     proof: _common_pb2.ConsistencyProof
     checkpoint: _common_pb2.SignedCheckpoint
     def __init__(self, proof: _Optional[_Union[_common_pb2.ConsistencyProof, _Mapping]] = ..., checkpoint: _Optional[_Union[_common_pb2.SignedCheckpoint, _Mapping]] = ...) -> None: ...
+
+class WhereRecognisedRequest(_message.Message):
+    __slots__ = ("credential_id", "birth_date", "family_name")
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    BIRTH_DATE_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_NAME_FIELD_NUMBER: _ClassVar[int]
+    credential_id: str
+    birth_date: str
+    family_name: str
+    def __init__(self, credential_id: _Optional[str] = ..., birth_date: _Optional[str] = ..., family_name: _Optional[str] = ...) -> None: ...
+
+class WhereRecognisedResponse(_message.Message):
+    __slots__ = ("credential_id", "decisions")
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    credential_id: str
+    decisions: _containers.RepeatedCompositeFieldContainer[_recognition_pb2.RecognitionDecision]
+    def __init__(self, credential_id: _Optional[str] = ..., decisions: _Optional[_Iterable[_Union[_recognition_pb2.RecognitionDecision, _Mapping]]] = ...) -> None: ...

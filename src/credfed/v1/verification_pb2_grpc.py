@@ -55,6 +55,11 @@ class VerificationServiceStub:
                 request_serializer=credfed_dot_v1_dot_verification__pb2.GetConsistencyProofRequest.SerializeToString,
                 response_deserializer=credfed_dot_v1_dot_verification__pb2.GetConsistencyProofResponse.FromString,
                 _registered_method=True)
+        self.WhereRecognised = channel.unary_unary(
+                '/credfed.v1.VerificationService/WhereRecognised',
+                request_serializer=credfed_dot_v1_dot_verification__pb2.WhereRecognisedRequest.SerializeToString,
+                response_deserializer=credfed_dot_v1_dot_verification__pb2.WhereRecognisedResponse.FromString,
+                _registered_method=True)
 
 
 class VerificationServiceServicer:
@@ -89,6 +94,14 @@ class VerificationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WhereRecognised(self, request, context):
+        """Where the credential is recognised and as what: this node's decision and
+        that of every partner whose rules it holds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VerificationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +124,11 @@ def add_VerificationServiceServicer_to_server(servicer, server):
                     servicer.GetConsistencyProof,
                     request_deserializer=credfed_dot_v1_dot_verification__pb2.GetConsistencyProofRequest.FromString,
                     response_serializer=credfed_dot_v1_dot_verification__pb2.GetConsistencyProofResponse.SerializeToString,
+            ),
+            'WhereRecognised': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhereRecognised,
+                    request_deserializer=credfed_dot_v1_dot_verification__pb2.WhereRecognisedRequest.FromString,
+                    response_serializer=credfed_dot_v1_dot_verification__pb2.WhereRecognisedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +240,33 @@ class VerificationService:
             '/credfed.v1.VerificationService/GetConsistencyProof',
             credfed_dot_v1_dot_verification__pb2.GetConsistencyProofRequest.SerializeToString,
             credfed_dot_v1_dot_verification__pb2.GetConsistencyProofResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhereRecognised(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/credfed.v1.VerificationService/WhereRecognised',
+            credfed_dot_v1_dot_verification__pb2.WhereRecognisedRequest.SerializeToString,
+            credfed_dot_v1_dot_verification__pb2.WhereRecognisedResponse.FromString,
             options,
             channel_credentials,
             insecure,

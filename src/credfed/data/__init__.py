@@ -1,0 +1,2 @@
+"""Packaged reference data (code lists); see ATTRIBUTION.md. Read through
+``importlib.resources.files("credfed.data")``; ``credfed.codelists`` parses it."""
