@@ -976,6 +976,7 @@ _RULE_KEYS = {
     "language_level": str, "supervised_practice_months": int, "legal_basis": str,
     "valid_from": str, "valid_until": str,
 }  # fmt: skip
+_KIND_NAMES = {str: "text", int: "a whole number", bool: "true or false"}
 _CONDITION_KEYS = (
     "aptitude_test",
     "adaptation_period_months",
@@ -991,7 +992,7 @@ def _rule_pb(values: dict[str, Any], where: str) -> rc.RecognitionRule:
         if kind is None:
             fail(f"{where}: unknown key {name!r}")
         if value is not None and (type(value) is not kind):
-            fail(f"{where}: {name} must be a {kind.__name__}")
+            fail(f"{where}: {name} must be {_KIND_NAMES[kind]}")
     outcome = str(values.get("outcome") or "")
     if outcome not in _OUTCOMES:
         fail(f"{where}: outcome must be one of {', '.join(_OUTCOMES)}")
@@ -1089,7 +1090,12 @@ def recognition_import(file: Path, **kw: Any) -> None:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         fail(f"{file}: {exc}")
     tables = data.get("rule")
-    if set(data) != {"rule"} or not isinstance(tables, list) or not tables:
+    if (
+        set(data) != {"rule"}
+        or not isinstance(tables, list)
+        or not tables
+        or not all(isinstance(t, dict) for t in tables)
+    ):
         fail(f"{file}: expected [[rule]] tables and nothing else")
     rules = [_rule_pb(t, f"{file}: rule {n + 1}") for n, t in enumerate(tables)]
     with _connect(kw) as client:

@@ -100,12 +100,16 @@ class Recognition:
         return [r for r in self._newest.get(self.country, []) if not r.rule.removed]
 
     async def add(self, draft: Rule) -> SignedRule:
-        return (await self.add_many([draft]))[0]
+        """One rule; a refused field is named ``rule.…``."""
+        return (await self._add([draft], indexed=False))[0]
 
     async def add_many(self, drafts: Sequence[Rule]) -> list[SignedRule]:
         """Sign and keep new rules or new versions (rule 1), refusing any that
         conflicts with a current rule or with another of ``drafts`` (rule 2).
-        All or nothing."""
+        All or nothing; a refused field is named ``rules[n].…``."""
+        return await self._add(drafts, indexed=True)
+
+    async def _add(self, drafts: Sequence[Rule], *, indexed: bool) -> list[SignedRule]:
         if len(drafts) > MAX_IMPORT:
             raise ValidationError("rules", f"at most {MAX_IMPORT} rules at once")
         ids = [d.rule_id for d in drafts]
@@ -127,7 +131,7 @@ class Recognition:
                 try:
                     rule = validate_rule(rule)
                 except ValidationError as exc:
-                    field = exc.field if len(drafts) == 1 else f"rules[{n}].{exc.field}"
+                    field = f"rules[{n}]{exc.field.removeprefix('rule')}" if indexed else exc.field
                     raise ValidationError(field, exc.message) from None
                 matching.check_conflicts(rule, [r for r in newest.values() if not r.removed])
                 newest[rule.rule_id] = rule
