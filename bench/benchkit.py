@@ -226,7 +226,16 @@ def _wait_for_port(proc: subprocess.Popen[bytes], port_file: Path, timeout: floa
 def running_node(root: Path, name: str) -> Iterator[NodeProcess]:
     """Initialise a node in ``root/name``, serve it, stop it on exit."""
     data_dir = root / name
-    cli("init", "--country", COUNTRY, "--data-dir", str(data_dir), "--listen", "127.0.0.1:0")
+    cli(
+        "init",
+        "--country",
+        COUNTRY,
+        "--data-dir",
+        str(data_dir),
+        "--listen",
+        "127.0.0.1:0",
+        "--plaintext-dev",
+    )
     node = NodeProcess(data_dir, root / f"{name}.log")
     try:
         node.start()

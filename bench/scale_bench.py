@@ -26,7 +26,7 @@ GOAL = 1.2
 
 def start(root: Path, name: str) -> bk.NodeProcess:
     bk.cli("init", "--country", bk.COUNTRY, "--data-dir", str(root / name),
-           "--listen", "127.0.0.1:0")  # fmt: skip
+           "--listen", "127.0.0.1:0", "--plaintext-dev")  # fmt: skip
     node = bk.NodeProcess(root / name, root / f"{name}.log")
     node.start()
     return node

@@ -53,15 +53,26 @@ class FedNode:
     proc: NodeProcess
     tokens: dict[str, str] = field(default_factory=dict)
     _channel: grpc.aio.Channel | None = None
+    #: TLS nodes: the node's CA certificate, and the mutual-TLS federation port.
+    ca: bytes | None = None
+    federation_port: int = 0
 
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def federation_target(self) -> str:
+        return f"127.0.0.1:{self.federation_port or self.port}"
+
+    @property
     def channel(self) -> grpc.aio.Channel:
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.target)
+            if self.ca is None:
+                self._channel = grpc.aio.insecure_channel(self.target)
+            else:
+                creds = grpc.ssl_channel_credentials(root_certificates=self.ca)
+                self._channel = grpc.aio.secure_channel(self.target, creds)
         return self._channel
 
     def md(self, role: str = "admin") -> tuple[tuple[str, str], ...]:
@@ -132,6 +143,7 @@ async def build(
     pins: Iterable[tuple[str, str]] | None = None,
     settings: FederationSettings = FAST,
     twins: dict[str, str] | None = None,
+    tls: bool = False,
 ) -> dict[str, FedNode]:
     """Initialise nodes (not started). ``links`` are (caller, callee) pairs;
     every node pins every other unless ``pins`` says who pins whom.
@@ -142,12 +154,22 @@ async def build(
     for name in names:
         country = name[:2]
         port = free_port()
-        init = await init_node(root / name, country, f"127.0.0.1:{port}")
+        fed_port = free_port() if tls else 0
+        init = await init_node(
+            root / name,
+            country,
+            f"127.0.0.1:{port}",
+            plaintext=not tls,
+            federation_listen=f"127.0.0.1:{fed_port}" if tls else "",
+        )
         config = dataclasses.replace(init.config, federation=settings)
         (config.data_dir / cfg.CONFIG_FILE).write_text(config.to_toml())
         own_descriptor(config, SigningKey.load(config.key_path), utc_now())
         proc = NodeProcess(config.data_dir, root / f"{name}.log", listen=config.listen)
         nodes[name] = FedNode(country, config.data_dir, port, init.admin_token, proc)
+        if tls:
+            nodes[name].ca = (config.tls_dir / "ca.pem").read_bytes()
+            nodes[name].federation_port = fed_port
         for role in ("verifier",):
             nodes[name].tokens[role] = await add_client(config, role, f"test {role}")
     for twin, original in (twins or {}).items():
@@ -162,7 +184,7 @@ async def build(
         token = await add_client(cfg.load(nodes[b].data_dir), "peer", f"node {a}")
         nodes[a].tokens[f"peer:{b}"] = token
         PeerDirectory(nodes[a].data_dir, nodes[a].country).set_link(
-            nodes[b].country, token, nodes[b].target
+            nodes[b].country, token, nodes[b].federation_target
         )
     return nodes
 
@@ -320,3 +342,21 @@ def log_events(node: FedNode, event: str, offset: int = 0) -> list[dict[str, Any
 def log_offset(node: FedNode) -> int:
     path = node.proc.log_path
     return path.stat().st_size if path.exists() else 0
+
+
+# -- helpers for the attack suite (tests/attacks) ------------------------------------
+
+
+def set_limits(node: FedNode, **limits: Any) -> None:
+    """Give a node (not yet started) these ``[limits]`` settings, written to
+    its configuration file as ``credfed serve`` reads it."""
+    config = cfg.load(node.data_dir)
+    config = dataclasses.replace(config, limits=cfg.LimitSettings(**limits))
+    (node.data_dir / cfg.CONFIG_FILE).write_text(config.to_toml())
+    assert cfg.load(node.data_dir).limits == config.limits
+
+
+def signing_key(node: FedNode) -> SigningKey:
+    """The node's current signing key, read from its data directory (what an
+    origin with a wrong clock would sign with)."""
+    return _key(node)

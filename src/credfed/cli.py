@@ -15,6 +15,7 @@ import re
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -31,6 +32,7 @@ from credfed import logging as clog
 from credfed import validation
 from credfed.crypto.keys import SigningKey, VerifyingKey
 from credfed.errors import CredfedError, ValidationError
+from credfed.models import Client as ApiClient
 from credfed.models import CredentialDraft
 from credfed.registry import MAX_BULK_TOTAL
 from credfed.rpc.client import Client
@@ -102,6 +104,12 @@ def _remote(fn: Callable[..., Any]) -> Callable[..., Any]:
                 type=click.Path(path_type=Path, file_okay=False),
                 help="A node's data directory: its address and admin token are the defaults.",
             ),
+            click.option(
+                "--ca-file",
+                envvar="CREDFED_CA_FILE",
+                type=click.Path(path_type=Path, dir_okay=False, exists=True),
+                help="The node's CA certificate (TLS); default: the one in --data-dir.",
+            ),
             click.option("--timeout", default=10.0, show_default=True, help="Deadline, seconds."),
             click.option("--json", "as_json", is_flag=True, help="Print JSON."),
         ]
@@ -110,25 +118,34 @@ def _remote(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _client(server: str | None, token: str | None, data_dir: Path | None, timeout: float) -> Client:
+def _client(
+    server: str | None,
+    token: str | None,
+    data_dir: Path | None,
+    timeout: float,
+    ca_file: Path | None = None,
+) -> Client:
+    roots = ca_file.read_bytes() if ca_file is not None else None
     if data_dir is not None:
         config = _load_config(data_dir)
         server = server or config.listen
         token_file = data_dir / cfg.ADMIN_TOKEN_FILE
         if token is None and token_file.exists():
             token = token_file.read_text().strip()
+        if roots is None and not config.plaintext:
+            roots = (config.tls_dir / "ca.pem").read_bytes()
     if server is None:
         server = DEFAULT_LISTEN
     if token is None:
         fail(
             "no API token: pass --token, set CREDFED_TOKEN, or --data-dir of a node you administer"
         )
-    return Client(server, token, timeout)
+    return Client(server, token, timeout, roots)
 
 
 def _connect(kw: dict[str, Any]) -> Client:
     """A client from the options every remote command takes (see _remote)."""
-    return _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"])
+    return _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"], kw["ca_file"])
 
 
 def _call(client: Client, method: Any, request: Any) -> Any:
@@ -163,17 +180,51 @@ def main(log_level: str) -> None:
 @click.option("--country", required=True, help="ISO 3166 two-letter code of this node's country.")
 @click.option("--data-dir", required=True, type=click.Path(path_type=Path, file_okay=False))
 @click.option("--listen", default=DEFAULT_LISTEN, show_default=True, help="HOST:PORT to serve on.")
+@click.option(
+    "--federation-listen",
+    default="",
+    help="HOST:PORT where partners call, with mutual TLS (default: the next port).",
+)
+@click.option(
+    "--hostname",
+    "hostnames",
+    multiple=True,
+    help="A name or address in the server certificate (repeatable; default: the listen host).",
+)
+@click.option(
+    "--plaintext-dev",
+    is_flag=True,
+    help="No TLS: loopback development only (one port for everything).",
+)
 @click.option("--json", "as_json", is_flag=True)
-def init(country: str, data_dir: Path, listen: str, as_json: bool) -> None:
-    """Create a node: signing key (mode 0600), configuration, database, admin token."""
+def init(  # noqa: PLR0917 - click passes each option as an argument
+    country: str,
+    data_dir: Path,
+    listen: str,
+    federation_listen: str,
+    hostnames: tuple[str, ...],
+    plaintext_dev: bool,
+    as_json: bool,
+) -> None:
+    """Create a node: signing key, TLS CA and certificates (keys mode 0600),
+    configuration, database, admin token."""
     from credfed.bootstrap import init_node
 
     try:
-        cfg.check_listen(listen, plaintext=True)
+        cfg.check_listen(listen, plaintext=plaintext_dev)
     except CredfedError as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from None
     try:
-        done = asyncio.run(init_node(data_dir, country, listen))
+        done = asyncio.run(
+            init_node(
+                data_dir,
+                country,
+                listen,
+                plaintext=plaintext_dev,
+                federation_listen=federation_listen,
+                hostnames=hostnames,
+            )
+        )
     except ValidationError as exc:
         raise click.BadParameter(exc.message, param_hint=f"--{exc.field}") from None
     except CredfedError as exc:
@@ -185,6 +236,8 @@ def init(country: str, data_dir: Path, listen: str, as_json: bool) -> None:
             "node_id": done.config.node_id,
             "key_id": done.key_id,
             "listen": listen,
+            "federation_listen": done.config.federation_listen,
+            "tls": not done.config.plaintext,
             "admin_token_file": str(done.admin_token_file),
         },
         f"initialised node {done.config.node_id} ({done.config.country}) in {data_dir}\n"
@@ -236,24 +289,147 @@ def token() -> None:
     """API tokens (local to the node's data directory)."""
 
 
+_DURATION = re.compile(r"([1-9][0-9]{0,6})([dhm])")
+_DURATION_UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
+#: The longest --expires-in: ten years.
+MAX_TOKEN_LIFETIME = timedelta(days=3650)
+
+
+def parse_duration(text: str) -> timedelta:
+    """A whole number of days, hours or minutes: ``90d``, ``12h``, ``30m``
+    (strictly: no sign, spaces, leading zeros, fractions or other units).
+    Raises ValueError with a message for people."""
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a duration: a positive whole number of days, hours "
+            "or minutes, such as 90d, 12h or 30m"
+        )
+    duration = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if duration > MAX_TOKEN_LIFETIME:
+        raise ValueError(f"{text} is longer than {MAX_TOKEN_LIFETIME.days}d (ten years)")
+    return duration
+
+
+def _duration_option(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> timedelta | None:
+    try:
+        return None if value is None else parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+def _moment(moment: datetime | None, never: str = "-") -> str:
+    """A stored time for people: UTC to the second."""
+    if moment is None:
+        return never
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _client_status(client: ApiClient, now: datetime) -> str:
+    refusal = client.refusal(now)
+    return "active" if refusal is None else refusal.removeprefix("token ")
+
+
+def _client_json(client: ApiClient, now: datetime) -> dict[str, Any]:
+    """What may be shown of a client: never its token nor the token's hash."""
+
+    def iso(moment: datetime | None) -> str | None:
+        return None if moment is None else moment.astimezone(UTC).isoformat()
+
+    return {
+        "client_id": client.client_id,
+        "name": client.name,
+        "role": str(client.role),
+        "status": _client_status(client, now),
+        "created_at": iso(client.created_at),
+        "expires_at": iso(client.expires_at),
+        "revoked_at": iso(client.revoked_at),
+    }
+
+
 @token.command("create")
 @_node_dir
 @click.option("--role", required=True, help="admin, verifier, peer or issuer:<issuer-id>")
 @click.option("--name", required=True, help="Who the token is for (an organisation, a system).")
+@click.option(
+    "--expires-in",
+    callback=_duration_option,
+    metavar="DURATION",
+    help="The token stops working after this long: 90d, 12h, 30m (default: never).",
+)
 @click.option("--json", "as_json", is_flag=True)
-def token_create(data_dir: Path, role: str, name: str, as_json: bool) -> None:
+def token_create(
+    data_dir: Path, role: str, name: str, expires_in: timedelta | None, as_json: bool
+) -> None:
     """Create a token; it is printed once and stored only as a hash."""
-    from credfed.bootstrap import add_client
+    from credfed.bootstrap import create_client
 
     config = _load_config(data_dir)
     try:
         name = validation.text(name, "name")
-        value = asyncio.run(add_client(config, role, name))
+        client, value = asyncio.run(create_client(config, role, name, expires_in))
     except ValidationError as exc:
         raise click.BadParameter(exc.message, param_hint=f"--{exc.field}") from None
     except CredfedError as exc:
         fail(str(exc))
-    _emit(as_json, {"token": value, "role": role, "name": name}, value)
+    if as_json:
+        data = {"token": value, **_client_json(client, client.created_at)}
+        _emit(True, data, value)
+        return
+    # stdout holds the token alone (scripts capture it); the rest goes to stderr.
+    click.echo(value)
+    if client.expires_at is not None:
+        click.echo(f"client {client.client_id}: expires {_moment(client.expires_at)}", err=True)
+
+
+@token.command("list")
+@_node_dir
+@click.option("--json", "as_json", is_flag=True)
+def token_list(data_dir: Path, as_json: bool) -> None:
+    """List the node's API clients (never their tokens): id, status, role,
+    created, expires, revoked, name."""
+    from credfed.bootstrap import list_clients
+
+    config = _load_config(data_dir)
+    try:
+        clients = asyncio.run(list_clients(config))
+    except CredfedError as exc:
+        fail(str(exc))
+    now = datetime.now(UTC)
+    rows = [
+        f"{c.client_id}\t{_client_status(c, now)}\t{c.role}\tcreated {_moment(c.created_at)}"
+        f"\texpires {_moment(c.expires_at, 'never')}\trevoked {_moment(c.revoked_at)}\t{c.name}"
+        for c in clients
+    ]
+    _emit(as_json, [_client_json(c, now) for c in clients], "\n".join(rows) or "no clients")
+
+
+@token.command("revoke")
+@_node_dir
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True)
+def token_revoke(data_dir: Path, client_id: str, as_json: bool) -> None:
+    """Revoke a client's token (see `credfed token list` for client ids).
+    A running node refuses it within 5 seconds (its authentication cache);
+    revoking again is harmless and keeps the first revocation time."""
+    from credfed.bootstrap import revoke_client
+
+    config = _load_config(data_dir)
+    before = datetime.now(UTC)
+    try:
+        client = asyncio.run(revoke_client(config, client_id))
+    except CredfedError as exc:
+        fail(str(exc))
+    who = f"client {client.client_id} ({client.role}, {client.name})"
+    when = _moment(client.revoked_at)
+    already = client.revoked_at is not None and client.revoked_at < before
+    _emit(
+        as_json,
+        _client_json(client, datetime.now(UTC)),
+        f"{who} was already revoked at {when}" if already else f"revoked {who} at {when}",
+    )
 
 
 @main.group()
@@ -348,8 +524,10 @@ def peer_add(  # noqa: PLR0917 - click passes each option as an argument
             envelope_from_json(file.read_bytes()), expected, token=token, endpoint=endpoint
         )
     except CredfedError as exc:
+        _audit_local(config, "peer add", [], exc)
         fail(str(exc))
     d = pinned.descriptor
+    _audit_local(config, "peer add", [d.country])
     linked = " and linked" if token_file is not None else ""
     _emit(
         as_json,
@@ -376,7 +554,9 @@ def peer_link(country: str, token_file: Path | None, endpoint: str | None, data_
             country.strip().upper(), _read_token(token_file), endpoint
         )
     except CredfedError as exc:
+        _audit_local(config, "peer link", [country], exc)
         fail(str(exc))
+    _audit_local(config, "peer link", [link.country])
     click.echo(f"linked {link.country} at {link.endpoint}; restart a serving node to apply")
 
 
@@ -424,7 +604,9 @@ def peer_remove(country: str, data_dir: Path) -> None:
     try:
         PeerDirectory(data_dir, config.country).remove(country.strip().upper())
     except CredfedError as exc:
+        _audit_local(config, "peer remove", [country], exc)
         fail(str(exc))
+    _audit_local(config, "peer remove", [country])
     click.echo(f"removed the {country.strip().upper()} partner")
 
 
@@ -470,8 +652,54 @@ def status(data_dir: Path, as_json: bool) -> None:
     _emit(as_json, report, "\n".join(lines))
 
 
+@main.command()
+@_remote
+def purge(**kw: Any) -> None:
+    """Forget the cached signed records of other countries now (admin). They
+    are held in memory only and expire after federation.record_cache_ttl."""
+    with _connect(kw) as client:
+        res = _call(client, client.registry.PurgeCachedRecords, r.PurgeCachedRecordsRequest())
+    _emit(kw["as_json"], _msg(res), f"purged {res.purged} cached records of other countries")
+
+
 def _age(seconds: object) -> str:
     return "-" if seconds is None else f"{seconds}s"
+
+
+@main.group()
+def tls() -> None:
+    """The node's TLS certificates."""
+
+
+@tls.command("rotate")
+@_node_dir
+@click.option("--json", "as_json", is_flag=True)
+def tls_rotate(data_dir: Path, as_json: bool) -> None:
+    """New server and client certificates from the node's CA. A serving node
+    uses them for new connections at once, without a restart; partners
+    need nothing (they trust the CA from the descriptor)."""
+    from credfed.crypto.tls import TlsFiles, rotate_leaves, serial_of
+
+    config = _load_config(data_dir)
+    if config.plaintext:
+        fail("this node runs in plaintext development mode: it has no certificates")
+    files = TlsFiles(config.tls_dir)
+    try:
+        rotate_leaves(files, config.node_id, config.country, list(config.tls_hostnames), _now())
+        serial = serial_of(files.read(files.server_cert))
+    except CredfedError as exc:
+        fail(str(exc))
+    _emit(
+        as_json,
+        {"server_certificate_serial": f"{serial:x}"},
+        f"new certificates; server serial {serial:x}",
+    )
+
+
+def _now() -> Any:
+    from credfed.clock import utc_now
+
+    return utc_now()
 
 
 @main.group()
@@ -493,9 +721,11 @@ def key_rotate(data_dir: Path, as_json: bool) -> None:
     try:
         rotated, envelope = rotate_key(config, utc_now())
     except CredfedError as exc:
+        _audit_local(config, "key rotate", [], exc)
         fail(str(exc))
     d = decode_descriptor(envelope.payload)
     new_key = d.keys[-1].key_id
+    _audit_local(config, "key rotate", [new_key])
     _emit(
         as_json,
         {
@@ -1160,6 +1390,214 @@ def _decision_text(d: rc.RecognitionDecision) -> str:
     if d.rule_id:
         text += f" [rule {d.rule_id} v{d.rule_version}; {d.legal_basis}]"
     return text
+
+
+# -- the audit trail ----------------------------------------------------------------------------
+#: Records read per page by audit verify and export (the trail can be long).
+AUDIT_PAGE = 1000
+
+
+def _audit_local(
+    config: cfg.Config, action: str, subject: list[str], error: CredfedError | None = None
+) -> None:
+    """Record a local change (pairing, keys) in the node's audit trail, in
+    its own transaction: a serving node's batches queue behind it on the
+    database lock. A record that cannot be written is reported, never silent."""
+    from credfed import audit
+    from credfed.rpc.errors import status_for
+
+    clean = audit.key_subject if action.startswith("key") else audit.country_subject
+    entry = audit.local_entry(
+        action,
+        [clean(s) for s in subject],
+        "OK" if error is None else status_for(error).name,
+        config.country,
+    )
+    try:
+        asyncio.run(_append_audit(config, entry))
+    except CredfedError as exc:
+        message = f"{action}: the audit record could not be written: {exc}"
+        if error is None:
+            fail(message + " (the change itself was made)")
+        click.echo(f"error: {message}", err=True)
+
+
+async def _append_audit(config: cfg.Config, entry: Any) -> None:
+    from credfed.storage.sqlite import SqliteStore
+
+    store = await SqliteStore.open(config.db_path)
+    try:
+        await store.append_audit([entry])
+    finally:
+        await store.close()
+
+
+@main.group("audit")
+def audit_group() -> None:
+    """The node's audit trail: who verified, looked up, issued or changed
+    what, and when (local: reads the data directory; works while serving)."""
+
+
+@audit_group.command("verify")
+@_node_dir
+@click.option("--json", "as_json", is_flag=True)
+def audit_verify(data_dir: Path, as_json: bool) -> None:
+    """Check the hash chain of every record, and that the subject index
+    `credfed access-log` reads matches them. Exit 1 naming the first broken
+    record. Records cut off the end leave no break: compare the head hash
+    printed here with one noted earlier."""
+    config = _load_config(data_dir)
+    try:
+        checker, index_problem = asyncio.run(_audit_check(config))
+    except CredfedError as exc:
+        fail(str(exc))
+    broken = checker.broken
+    data = {
+        "records": checker.count,
+        "head": checker.head.hex(),
+        "intact": broken is None and index_problem is None,
+        "broken_seq": None if broken is None else broken.seq,
+        "problem": broken.problem if broken is not None else index_problem,
+    }
+    if as_json and not data["intact"]:
+        _emit(True, data, "")
+        raise click.exceptions.Exit(1)
+    if broken is not None:
+        fail(
+            f"audit chain broken at record {broken.seq}: {broken.problem}"
+            f" ({checker.count} records before it verified)"
+        )
+    if index_problem is not None:
+        fail(f"audit chain intact, but {index_problem}")
+    _emit(
+        as_json,
+        data,
+        f"{checker.count} records, chain intact\nhead {checker.head.hex()}",
+    )
+
+
+async def _audit_check(config: cfg.Config) -> tuple[Any, str | None]:
+    from credfed.audit import ChainChecker
+    from credfed.storage.sqlite import SqliteStore
+
+    store = await SqliteStore.open(config.db_path)
+    try:
+        checker = ChainChecker()
+        after = 0
+        while checker.broken is None:
+            page = await store.audit_records(after, AUDIT_PAGE)
+            if not page:
+                break
+            for record in page:
+                if checker.check(record) is not None:
+                    break
+            after = page[-1].seq
+        problem = None if checker.broken else await store.audit_index_problem()
+        return checker, problem
+    finally:
+        await store.close()
+
+
+@audit_group.command("export")
+@_node_dir
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the records here, mode 0600 (default: stdout).",
+)
+def audit_export(data_dir: Path, out: Path | None) -> None:
+    """Every record as JSON lines: one record a line, in seq order, the
+    hashed fields plus prev_hash and hash in hex."""
+    config = _load_config(data_dir)
+    try:
+        if out is None:
+            count = asyncio.run(_audit_export(config, click.echo))
+        else:
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                count = asyncio.run(_audit_export(config, lambda line: f.write(line + "\n")))
+    except OSError as exc:
+        fail(f"{out}: {exc.strerror}")
+    except CredfedError as exc:
+        fail(str(exc))
+    if out is not None:
+        click.echo(f"exported {count} records to {out}", err=True)
+
+
+async def _audit_export(config: cfg.Config, write: Callable[[str], object]) -> int:
+    from credfed.audit import record_to_json
+    from credfed.storage.sqlite import SqliteStore
+
+    store = await SqliteStore.open(config.db_path)
+    try:
+        count, after = 0, 0
+        while page := await store.audit_records(after, AUDIT_PAGE):
+            for record in page:
+                write(json.dumps(record_to_json(record), sort_keys=True, ensure_ascii=False))
+            count += len(page)
+            after = page[-1].seq
+        return count
+    finally:
+        await store.close()
+
+
+@main.command("access-log")
+@click.argument("credential_id")
+@_node_dir
+@click.option("--json", "as_json", is_flag=True)
+def access_log(credential_id: str, data_dir: Path, as_json: bool) -> None:
+    """Who checked CREDENTIAL_ID at this node, and when: the organisation
+    (client name), its role and country (for a partner's lookup, the partner
+    country), the action and its outcome; also its issuance and status
+    changes. What the holder is entitled to see (local: reads the data
+    directory; works while serving)."""
+    from credfed import ids
+    from credfed.audit import format_time, record_hash
+
+    try:
+        cid = ids.parse_credential_id(credential_id)
+    except ValidationError as exc:
+        raise click.BadParameter(exc.message, param_hint="CREDENTIAL_ID") from None
+    config = _load_config(data_dir)
+    try:
+        records = asyncio.run(_audit_about(config, cid))
+    except CredfedError as exc:
+        fail(str(exc))
+    for rec in records:
+        if rec.hash != record_hash(rec.prev_hash, rec.seq, rec):
+            fail(f"audit record {rec.seq} does not match its hash: run `credfed audit verify`")
+    rows = [
+        {
+            "seq": rec.seq,
+            "at": format_time(rec.at),
+            "action": rec.action,
+            "organisation": rec.client_name,
+            "client_id": rec.client_id,
+            "role": rec.role,
+            "country": rec.country,
+            "outcome": rec.outcome,
+        }
+        for rec in records
+    ]
+    lines = [f"{cid}: {len(rows)} record(s) at this node ({config.country})"]
+    for row in rows:
+        who = row["organisation"] or "(unknown caller)"
+        where = ", ".join(str(x) for x in (row["role"], row["country"]) if x)
+        lines.append(
+            f"{str(row['at'])[:19].replace('T', ' ')} UTC  {row['action']:<22} "
+            f"{who} ({where})  {row['outcome']}"
+        )
+    _emit(as_json, {"credential_id": cid, "records": rows}, "\n".join(lines))
+
+
+async def _audit_about(config: cfg.Config, subject: str) -> list[Any]:
+    from credfed.storage.sqlite import SqliteStore
+
+    store = await SqliteStore.open(config.db_path)
+    try:
+        return await store.audit_records_about(subject)
+    finally:
+        await store.close()
 
 
 # -- the status log -----------------------------------------------------------------------------

@@ -47,9 +47,10 @@ class Tour:
         self.env = dict(os.environ, CREDFED_LOG_LEVEL=level)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.ports: dict[str, int] = {}
-        # CREDFED_DEMO_NODE_LOG: where the nodes' own logs go (a test scans it).
-        path = os.environ.get("CREDFED_DEMO_NODE_LOG")
-        self.node_log: IO[bytes] | None = open(path, "ab") if path else None  # noqa: SIM115
+        # CREDFED_DEMO_NODE_LOG=PREFIX: each node's own log goes to PREFIX.<country>
+        # (a test scans them); one file each, so concurrent lines never mix.
+        self.node_log_prefix = os.environ.get("CREDFED_DEMO_NODE_LOG")
+        self.node_logs: list[IO[bytes]] = []
 
     def run(self, *args: str, expect_fail: bool = False, token: str | None = None) -> str:
         shown = " ".join(a if " " not in a else repr(a) for a in args)
@@ -77,13 +78,18 @@ class Tour:
     def dir(self, country: str) -> str:
         return country.lower()
 
+    def client(self, country: str, token: str) -> Client:
+        """An in-process client over TLS, trusting the node's CA."""
+        ca = (self.root / self.dir(country) / "tls" / "ca.pem").read_bytes()
+        return Client(f"127.0.0.1:{self.ports[country]}", token, root_certificates=ca)
+
     def serve(self, country: str) -> None:
         port_file = self.root / f"{country}.port"
         port_file.unlink(missing_ok=True)
         self.procs[country] = subprocess.Popen(
             [*CREDFED, "serve", "--data-dir", self.dir(country), "--port-file", str(port_file)],
             env=self.env,
-            stderr=self.node_log,
+            stderr=self._log_file(country),
             cwd=self.root,
         )
         _wait_for(port_file, self.procs[country])
@@ -96,8 +102,14 @@ class Tour:
     def close(self) -> None:
         for country in list(self.procs):
             self.stop(country)
-        if self.node_log is not None:
-            self.node_log.close()
+        for log in self.node_logs:
+            log.close()
+
+    def _log_file(self, country: str) -> IO[bytes] | None:
+        if self.node_log_prefix is None:
+            return None
+        self.node_logs.append(open(f"{self.node_log_prefix}.{country}", "ab"))  # noqa: SIM115
+        return self.node_logs[-1]
 
 
 def _free_port() -> int:
@@ -132,7 +144,8 @@ def main() -> None:
         _pairing(tour)
         admin = {cc: (root / tour.dir(cc) / "admin.token").read_text().strip() for cc in COUNTRIES}
 
-        print("\n== 3. The three nodes start (separate processes, plaintext on loopback only)")
+        print("\n== 3. The three nodes start (separate processes; TLS for clients, mutual TLS")
+        print("   between partners, each trusting the CAs in the descriptors it pinned)")
         for cc in COUNTRIES:
             tour.serve(cc)
             print(f"   {cc} serving on 127.0.0.1:{tour.ports[cc]}")
@@ -252,7 +265,8 @@ def main() -> None:
 
 
 def _pairing(tour: Tour) -> None:
-    print("== 1. Three operators create their nodes (Ed25519 key, database, admin token)")
+    print("== 1. Three operators create their nodes: Ed25519 signing key, a TLS CA with")
+    print("   server and client certificates (ECDSA P-256), database, admin token")
     for cc in COUNTRIES:
         tour.ports[cc] = _free_port()
         tour.run(
@@ -263,6 +277,8 @@ def _pairing(tour: Tour) -> None:
             tour.dir(cc),
             "--listen",
             f"127.0.0.1:{tour.ports[cc]}",
+            "--federation-listen",
+            f"127.0.0.1:{_free_port()}",
         )
         _shorten_timings(tour.root / tour.dir(cc) / "credfed.toml")
     print(f"   (tour only: federation timings shortened in each credfed.toml: {FEDERATION})")
@@ -340,8 +356,8 @@ def _verify_request(cid: str) -> v.VerifyRequest:
 
 
 def _revoke_and_time(tour: Tour, cid: str, de_admin: str, pl_verifier: str) -> float:
-    de = Client(f"127.0.0.1:{tour.ports['DE']}", de_admin)
-    pl = Client(f"127.0.0.1:{tour.ports['PL']}", pl_verifier)
+    de = tour.client("DE", de_admin)
+    pl = tour.client("PL", pl_verifier)
     try:
         print(f"\n$ (RegistryService.RevokeCredential {cid} reason=fraud at DE)")
         de.call(
@@ -361,7 +377,7 @@ def _revoke_and_time(tour: Tour, cid: str, de_admin: str, pl_verifier: str) -> f
 
 
 def _wait_for_rules(tour: Tour, cid: str, pl_verifier: str) -> None:
-    pl = Client(f"127.0.0.1:{tour.ports['PL']}", pl_verifier)
+    pl = tour.client("PL", pl_verifier)
     request = v.WhereRecognisedRequest(credential_id=cid, birth_date=HOLDER["birth"])
     try:
         deadline = time.monotonic() + 20
@@ -376,7 +392,7 @@ def _wait_for_rules(tour: Tour, cid: str, pl_verifier: str) -> None:
 
 
 def _wait_fresh(tour: Tour, cid: str, pl_verifier: str) -> None:
-    pl = Client(f"127.0.0.1:{tour.ports['PL']}", pl_verifier)
+    pl = tour.client("PL", pl_verifier)
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

@@ -111,6 +111,10 @@ class ForkedOriginError(TrustError):
     """The origin is proven forked: no new data of it is accepted."""
 
 
+class FutureCheckpointError(TrustError):
+    """A checkpoint dated too far ahead of this node's clock."""
+
+
 class UnavailableError(CredfedError):
     """A partner node (the origin, or every relay towards it) did not answer."""
 

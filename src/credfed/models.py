@@ -136,13 +136,29 @@ class Role:
 
 @dataclass(frozen=True, slots=True)
 class Client:
-    """An API client. Only the SHA-256 of its token is stored."""
+    """An API client. Only the SHA-256 of its token is stored.
+
+    ``expires_at``: the token works before that instant only (None: never
+    expires). ``revoked_at``: when the client was revoked (None: not revoked);
+    a revoked client's token no longer works, whatever the time.
+    """
 
     client_id: str
     name: str
     role: Role
     token_hash: bytes
     created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    def refusal(self, now: datetime) -> str | None:
+        """Why this client's token is refused at ``now`` ("token revoked",
+        "token expired"), or None while it is valid."""
+        if self.revoked_at is not None:
+            return "token revoked"
+        if self.expires_at is not None and now >= self.expires_at:
+            return "token expired"
+        return None
 
 
 def parse_role(text: str) -> Role:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from credfed import clock
+from credfed.audit import AuditTrail
 from credfed.config import Config
 from credfed.crypto.keys import SigningKey, VerifyingKey
 from credfed.errors import NotFoundError, UnavailableError
@@ -40,6 +41,8 @@ class Node:
     crossborder: CrossBorder
     recognition: Recognition
     now: clock.Clock
+    #: The audit trail the RPC layer records calls on (see credfed.audit).
+    audit: AuditTrail
     #: Set by the server once it has opened links to partners.
     replicator: Replicator | None = field(default=None)
 
@@ -91,6 +94,7 @@ class Node:
             ),
             recognition=recognition,
             now=now,
+            audit=AuditTrail(store),
         )
 
     def attach(self, replicator: Replicator) -> None:

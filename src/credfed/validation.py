@@ -68,11 +68,17 @@ def issuer_id(value: str, field: str = "issuer_id") -> str:
     return value
 
 
+def _quote(value: str, limit: int = 40) -> str:
+    """Input quoted back in an error, cut short: an error message travels in
+    a gRPC trailer, and echoing 100 KB would exceed the client's limit."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + "…"
+
+
 def sector(value: str, field: str) -> str:
     value = value.strip().lower()
     if value not in SECTORS:
         raise ValidationError(
-            field, f"unknown sector {value!r} (one of {', '.join(sorted(SECTORS))})"
+            field, f"unknown sector {_quote(value)} (one of {', '.join(sorted(SECTORS))})"
         )
     return value
 
@@ -90,7 +96,8 @@ def reason(value: str, status: Status, field: str = "reason") -> str:
     allowed = REASONS[status]
     if value not in allowed:
         raise ValidationError(
-            field, f"{value!r} is not a {status.value} reason (one of {', '.join(sorted(allowed))})"
+            field,
+            f"{_quote(value)} is not a {status.value} reason (one of {', '.join(sorted(allowed))})",
         )
     return value
 

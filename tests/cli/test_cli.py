@@ -147,6 +147,10 @@ def test_init_creates_private_key_and_token(tmp_path: Path) -> None:
     assert len(keys) == 1
     assert stat.S_IMODE(keys[0].stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "pl" / "admin.token").stat().st_mode) == 0o600
+    # TLS by default: the node's CA and certificates, private keys 0600.
+    assert info["tls"] is True and info["federation_listen"] == "127.0.0.1:7401"
+    for name in ("ca.key", "server.key", "client.key"):
+        assert stat.S_IMODE((tmp_path / "pl" / "tls" / name).stat().st_mode) == 0o600
     again = credfed("init", "--country", "PL", "--data-dir", str(tmp_path / "pl"))
     assert "already holds a node" in one_line_error(again)
 
@@ -155,7 +159,7 @@ def test_init_creates_private_key_and_token(tmp_path: Path) -> None:
     ("args", "needle"),
     [
         (["--country", "Germany"], "country"),
-        (["--country", "DE", "--listen", "0.0.0.0:7400"], "loopback"),
+        (["--country", "DE", "--plaintext-dev", "--listen", "0.0.0.0:7400"], "loopback"),
         (["--country", "DE", "--listen", "nonsense"], "HOST:PORT"),
     ],
 )
@@ -375,7 +379,16 @@ def test_peer_pairing_add_list_remove(served: Served, tmp_path: Path) -> None:
     # A second country's node, as its operator would export it.
     fr = tmp_path / "fr"
     assert (
-        credfed("init", "--country", "FR", "--data-dir", str(fr), "--listen", "127.0.0.1:7402").code
+        credfed(
+            "init",
+            "--country",
+            "FR",
+            "--data-dir",
+            str(fr),
+            "--listen",
+            "127.0.0.1:7402",
+            "--plaintext-dev",
+        ).code
         == 0
     )
     exported = tmp_path / "fr.json"

@@ -16,6 +16,7 @@ import pytest
 from fednet import STATUS, FedNode, build, eventually, register_issuer
 
 from credfed.ids import new_credential_id
+from credfed.v1 import registry_pb2 as r
 from credfed.v1 import verification_pb2 as v
 
 pytestmark = pytest.mark.slow
@@ -127,6 +128,15 @@ async def test_with_the_origin_down_answers_come_from_cache_and_replica_then_unk
         with pytest.raises(grpc.aio.AioRpcError) as exc:
             await fr.verify(new_credential_id("DE"))
         assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+        # `credfed purge`: the cached personal data of other countries is gone
+        # at once, and with it the answer.
+        purged = await fr.registry.PurgeCachedRecords(
+            r.PurgeCachedRecordsRequest(), metadata=fr.md(), timeout=10
+        )
+        assert purged.purged == 1
+        with pytest.raises(grpc.aio.AioRpcError) as gone:
+            await fr.verify(cid)
+        assert gone.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         for node in nodes.values():
             await node.stop()

@@ -31,12 +31,15 @@ def test_full_run_logs_no_names_or_birth_dates(tmp_path: Path) -> None:
     # The demo itself prints verification results (which do name the holder)
     # on stdout; that is the answer, not a log. Logs: the node's stderr, and
     # the CLI's stderr lines that are log records.
-    lines = node_log.read_text().splitlines()
+    logs = sorted(tmp_path.glob("node.log.*"))
+    assert [p.name for p in logs] == ["node.log.DE", "node.log.FR", "node.log.PL"]
+    text = "".join(p.read_text() for p in logs)
+    lines = text.splitlines()
     records = [json.loads(line) for line in lines if line.startswith("{")]
     assert len(records) >= 15, "the node logged too little to prove anything"
     assert any(r.get("event") == "rpc" for r in records)
     assert len(records) == len(lines), "every node log line is a JSON record when not a TTY"
-    logged = node_log.read_text() + proc.stderr
+    logged = text + proc.stderr
     for value in PERSONAL:
         assert value not in logged, f"{value!r} appears in the logs"
     # Sanity: the scan would have caught them - the tour did handle this data.

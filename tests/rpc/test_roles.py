@@ -8,13 +8,17 @@ every method the services expose is covered.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
 import pytest
 from conftest import ISSUER, OTHER_ISSUER, RunningNode, draft
 
+from credfed.bootstrap import create_client
+from credfed.models import Client, Role, RoleKind
 from credfed.rpc.auth import METHOD_ROLES
+from credfed.rpc_tokens import hash_token, new_token
 from credfed.v1 import federation_pb2 as f
 from credfed.v1 import federation_pb2_grpc, registry_pb2_grpc, verification_pb2_grpc
 from credfed.v1 import recognition_pb2 as rc
@@ -25,7 +29,20 @@ OK = grpc.StatusCode.OK
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 UNAUTH = grpc.StatusCode.UNAUTHENTICATED
 
-ROLES = ("admin", "own-issuer", "other-issuer", "verifier", "peer", "anonymous", "forged")
+ROLES = (
+    "admin",
+    "own-issuer",
+    "other-issuer",
+    "verifier",
+    "peer",
+    "anonymous",
+    "forged",
+    "expired",
+    "revoked",
+)
+# Callers whose token is refused whatever the method: none, an unknown one, a
+# verifier's that expired, a verifier's that was revoked.
+UNAUTHENTICATED_CALLERS = ("anonymous", "forged", "expired", "revoked")
 # Which roles succeed; the rest get PERMISSION_DENIED (or UNAUTHENTICATED
 # without a valid token). "other-issuer" is allowed by role but refused on
 # the credential of another issuer.
@@ -146,6 +163,7 @@ CASES: dict[str, tuple[str, set[str], Factory | None]] = {
         lambda rn, cid: r.ImportRecognitionRulesRequest(rules=[_rule("fr-elec-imported")]),
     ),
     "ListRecognitionRules": ("registry", ADMIN, lambda rn, cid: r.ListRecognitionRulesRequest()),
+    "PurgeCachedRecords": ("registry", ADMIN, lambda rn, cid: r.PurgeCachedRecordsRequest()),
     "RemoveRecognitionRule": (
         "registry",
         ADMIN,
@@ -186,6 +204,8 @@ def _metadata(rn: RunningNode, role: str) -> tuple[tuple[str, str], ...]:
         "other-issuer": f"issuer:{OTHER_ISSUER}",
         "verifier": "verifier",
         "peer": "peer",
+        "expired": "expired",
+        "revoked": "revoked",
     }
     if role == "anonymous":
         return ()
@@ -194,9 +214,32 @@ def _metadata(rn: RunningNode, role: str) -> tuple[tuple[str, str], ...]:
     return rn.md(tokens[role])
 
 
+async def _add_lifetime_token(rn: RunningNode, role: str) -> None:
+    """The token of the "expired" caller (a verifier's, expired a day ago) or
+    of the "revoked" one (a verifier's, revoked before its first use, so the
+    authenticator's cache plays no part)."""
+    now = datetime.now(UTC)
+    if role == "expired":
+        token = new_token()
+        await rn.node.store.add_client(
+            Client(
+                client_id="expired-verifier",
+                name="test expired verifier",
+                role=Role(RoleKind.VERIFIER),
+                token_hash=hash_token(token),
+                created_at=now - timedelta(days=91),
+                expires_at=now - timedelta(days=1),
+            )
+        )
+    else:
+        client, token = await create_client(rn.init.config, "verifier", "test revoked verifier")
+        await rn.node.store.revoke_client(client.client_id, now)
+    rn.tokens[role] = token
+
+
 def _expected(method: str, role: str) -> grpc.StatusCode:
     _, allowed, _ = CASES[method]
-    if role in ("anonymous", "forged"):
+    if role in UNAUTHENTICATED_CALLERS:
         return UNAUTH
     if role == "other-issuer" and "own-issuer" in allowed:
         # Passes the role table, refused by ownership - except where it acts
@@ -253,6 +296,8 @@ async def test_role_matrix(running: RunningNode, method: str, role: str) -> None
     size_before = await rn.node.store.latest_checkpoint()
     assert size_before is not None
     rules_before = rn.node.recognition.rules()
+    if role in ("expired", "revoked"):
+        await _add_lifetime_token(rn, role)
     code = await _invoke(rn, method, request, _metadata(rn, role))
     assert code == _expected(method, role), (method, role, code)
     if code != OK:

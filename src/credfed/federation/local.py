@@ -12,6 +12,7 @@ from pathlib import Path
 from credfed.config import CONFIG_FILE, KEY_DIR, Config
 from credfed.crypto.envelope import envelope_from_json, envelope_to_json
 from credfed.crypto.keys import SigningKey
+from credfed.crypto.tls import TlsFiles
 from credfed.federation.descriptor import (
     Descriptor,
     KeyEntry,
@@ -35,15 +36,23 @@ def own_descriptor(config: Config, key: SigningKey, now: datetime) -> Envelope:
         country=config.country,
         node_id=config.node_id,
         # A node told to listen on port 0 (tests) has no fixed endpoint to publish.
-        endpoints=() if config.listen.endswith(":0") else (config.listen,),
+        endpoints=_endpoints(config),
         keys=(KeyEntry(key.key_id, key.verifying_key(), now, None),),
-        tls_ca_cert="",  # mutual TLS arrives with the security issue
+        # Partners verify this node's certificates (both ways) against it.
+        tls_ca_cert="" if config.plaintext else TlsFiles(config.tls_dir).ca_cert.read_text(),
         version=1,
         issued_at=now,
     )
     envelope = sign_descriptor(key, descriptor)
     _write_atomically(path, envelope_to_json(envelope))
     return envelope
+
+
+def _endpoints(config: Config) -> tuple[str, ...]:
+    """Where partners call: the mutual-TLS federation port, or in plaintext
+    development the one port. A port-0 node (tests) has none to publish."""
+    endpoint = config.listen if config.plaintext else config.federation_listen
+    return () if endpoint.endswith(":0") else (endpoint,)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -111,7 +111,7 @@ class Replicas:
             for origin, data in await store.list_fork_evidence()
             if origin in pinned
         ]
-        replicas = cls(store, TrustState(descriptors, latest, forks), clock)
+        replicas = cls(store, TrustState(descriptors, latest, forks, clock=clock), clock)
         for cp in latest:
             await replicas.watch(cp.checkpoint.origin).published(cp.checkpoint.tree_size)
         return replicas

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import NoReturn
 
@@ -14,6 +14,7 @@ from credfed.errors import (
     DescriptorMismatchError,
     EquivocationError,
     ForkedOriginError,
+    FutureCheckpointError,
     NotFoundError,
     ProofError,
     TrustError,
@@ -29,6 +30,9 @@ from credfed.federation.descriptor import (
 from credfed.federation.evidence import ForkEvidence, check_fork_evidence, verify_checkpoint_at
 from credfed.models import Envelope, SignedCheckpoint
 from credfed.statuslog import merkle
+
+#: How far a partner's clock may run ahead of ours.
+MAX_FUTURE = timedelta(minutes=5)
 
 RootAt = Callable[[int], bytes | None]
 """Our replica's root at a tree size, or None for a size beyond the replica."""
@@ -59,7 +63,9 @@ class TrustState:
     4. **Checkpoints.** :meth:`check_checkpoint` accepts a checkpoint signed
        by a key of the origin valid at the checkpoint's own timestamp: what
        a rotated-out key signed in its period still verifies, and nothing it
-       signs dated after its ``not_after`` does.
+       signs dated after its ``not_after`` does. Given a clock, it refuses a
+       checkpoint dated more than :data:`MAX_FUTURE` ahead: staleness is
+       judged by that time, so a future date would make data look fresh.
     5. **Latest checkpoint.** :meth:`observe` keeps, per origin, the latest
        accepted checkpoint L. It moves only forward, along one tree: a
        larger checkpoint needs a consistency proof from L; an older one can
@@ -75,11 +81,15 @@ class TrustState:
         descriptors: Iterable[Descriptor] = (),
         latest: Iterable[SignedCheckpoint] = (),
         forks: Iterable[ForkEvidence] = (),
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         """Restore a state from what its methods returned earlier.
 
         The inputs are trusted as they were checked when first accepted.
+        With ``clock``, a checkpoint dated more than :data:`MAX_FUTURE` ahead
+        of it is refused (rule 4).
         """
+        self._clock = clock
         self._descriptors: dict[str, Descriptor] = {}
         self._latest: dict[str, SignedCheckpoint] = {}
         self._forks: dict[str, ForkEvidence] = {}
@@ -139,7 +149,17 @@ class TrustState:
     def check_checkpoint(self, origin: str, envelope: Envelope) -> SignedCheckpoint:
         """Verify a checkpoint of ``origin`` (rule 4); it is not recorded."""
         self._refuse_forked(origin)
-        return verify_checkpoint_at(envelope, self.keys_for(origin), origin)
+        signed = verify_checkpoint_at(envelope, self.keys_for(origin), origin)
+        if self._clock is not None:
+            ahead = signed.checkpoint.timestamp - self._clock()
+            if ahead > MAX_FUTURE:
+                # A clock that is off (or a key used to fake freshness) must not
+                # make old data look new: freshness is judged by this time.
+                raise FutureCheckpointError(
+                    f"checkpoint of {origin} is dated {int(ahead.total_seconds())} s in"
+                    f" the future (more than {int(MAX_FUTURE.total_seconds())} s): refused"
+                )
+        return signed
 
     def observe(
         self,

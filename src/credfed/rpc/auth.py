@@ -16,6 +16,8 @@ from typing import Any, Final
 
 import grpc
 
+from credfed import clock
+from credfed import logging as clog
 from credfed.errors import PermissionDeniedError, UnauthenticatedError
 from credfed.models import Client, Role, RoleKind
 from credfed.rpc.errors import status_for
@@ -47,6 +49,7 @@ METHOD_ROLES: Final[dict[str, frozenset[RoleKind] | None]] = {
     _REGISTRY + "ImportRecognitionRules": ADMIN_ONLY,
     _REGISTRY + "ListRecognitionRules": ADMIN_ONLY,
     _REGISTRY + "RemoveRecognitionRule": ADMIN_ONLY,
+    _REGISTRY + "PurgeCachedRecords": ADMIN_ONLY,
     _VERIFY + "Verify": VERIFIERS,
     _VERIFY + "VerifyBatch": VERIFIERS,
     _VERIFY + "GetCheckpoint": VERIFIERS,
@@ -67,6 +70,7 @@ METHOD_ROLES: Final[dict[str, frozenset[RoleKind] | None]] = {
 }
 
 _caller: contextvars.ContextVar[Client] = contextvars.ContextVar("credfed_caller")
+log = clog.get("credfed.rpc.auth")
 
 
 def current_caller() -> Client:
@@ -78,28 +82,66 @@ def current_role() -> Role:
     return _caller.get().role
 
 
+#: Default lifetime, in seconds, of the authenticator's token → client cache.
+#: A revocation (``credfed token revoke`` writes the database, possibly from
+#: another process) takes effect at a running node within this time; expiry
+#: takes effect exactly (checked on every call, cached or not).
+CACHE_SECONDS: Final[float] = 5.0
+
+
 class Authenticator:
     """Resolves bearer tokens to clients, with a short cache so that the hot
-    path (verify) does not pay a database read per call."""
+    path (verify) does not pay a database read per call.
 
-    def __init__(self, store: Store, cache_seconds: float = 10.0) -> None:
+    Refused with UNAUTHENTICATED: an unknown token, a revoked client's token
+    ("token revoked") and an expired one ("token expired"). The token itself
+    is never logged nor put in an error message.
+
+    Expiry is checked against ``now`` on every call, from the cached client
+    too, and a cache entry never outlives the token's expiry. Revocation is
+    seen when the client is read again from the store: within
+    ``cache_seconds`` (default :data:`CACHE_SECONDS`, 5 s) of the revocation
+    being committed.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        cache_seconds: float | None = None,
+        now: clock.Clock = clock.utc_now,
+    ) -> None:
         self._store = store
-        self._ttl = cache_seconds
+        self._ttl = CACHE_SECONDS if cache_seconds is None else cache_seconds
+        self._now = now
         self._cache: dict[bytes, tuple[float, Client]] = {}
 
     async def authenticate(self, metadata: tuple[tuple[str, str | bytes], ...] | None) -> Client:
         token = _bearer(metadata)
         digest = hash_token(token)
-        now = time.monotonic()
+        mono = time.monotonic()
         hit = self._cache.get(digest)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        client = await self._store.get_client_by_token_hash(digest)
-        if client is None:
-            raise UnauthenticatedError("unknown API token")
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[digest] = (now + self._ttl, client)
+        if hit is not None and hit[0] > mono:
+            client, cached = hit[1], True
+        else:
+            self._cache.pop(digest, None)
+            found = await self._store.get_client_by_token_hash(digest)
+            if found is None:
+                raise UnauthenticatedError("unknown API token")
+            client, cached = found, False
+        # Expiry is checked on every call, from the cache too.
+        now = self._now()
+        refusal = client.refusal(now)
+        if refusal is not None:
+            self._cache.pop(digest, None)
+            log.info("auth.refused", client_id=client.client_id, reason=refusal)
+            raise UnauthenticatedError(refusal)
+        if not cached:
+            ttl = self._ttl
+            if client.expires_at is not None:
+                ttl = min(ttl, (client.expires_at - now).total_seconds())
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (mono + ttl, client)
         return client
 
 

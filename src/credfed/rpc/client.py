@@ -14,11 +14,21 @@ DEFAULT_TIMEOUT = 10.0
 
 
 class Client:
-    def __init__(self, target: str, token: str | None, timeout: float = DEFAULT_TIMEOUT) -> None:
-        # Plaintext: this release serves plaintext on loopback only.
-        self._channel = grpc.insecure_channel(
-            target, options=[("grpc.max_receive_message_length", 4 * 1024 * 1024)]
-        )
+    def __init__(
+        self,
+        target: str,
+        token: str | None,
+        timeout: float = DEFAULT_TIMEOUT,
+        root_certificates: bytes | None = None,
+    ) -> None:
+        """TLS when ``root_certificates`` (the node's CA certificate) is
+        given, else plaintext (a node in loopback development mode)."""
+        options = [("grpc.max_receive_message_length", 4 * 1024 * 1024)]
+        if root_certificates is None:
+            self._channel = grpc.insecure_channel(target, options=options)
+        else:
+            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            self._channel = grpc.secure_channel(target, credentials, options=options)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.timeout = timeout
         self.registry = registry_pb2_grpc.RegistryServiceStub(self._channel)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import grpc
@@ -41,25 +42,43 @@ def _envelope(pb: c.Envelope) -> Envelope:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PeerTls:
+    """Mutual TLS towards one partner."""
+
+    partner_ca: bytes
+    client_key: bytes
+    client_cert: bytes
+
+
 class GrpcPeerLink:
-    def __init__(self, link: Link, timeout: float, keepalive: float) -> None:
+    def __init__(
+        self, link: Link, timeout: float, keepalive: float, tls: PeerTls | None = None
+    ) -> None:
         self.name = link.country
         self._timeout = timeout
         self._silence = 3 * keepalive + timeout
-        # Plaintext: this release serves plaintext on loopback only.
-        self._channel = grpc.aio.insecure_channel(
-            link.endpoint,
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.keepalive_time_ms", 30_000),
-                # grpc's default reconnect backoff grows to 120 s; a partner back
-                # from maintenance should be picked up within seconds.
-                ("grpc.initial_reconnect_backoff_ms", 250),
-                ("grpc.min_reconnect_backoff_ms", 250),
-                ("grpc.max_reconnect_backoff_ms", 5_000),
-            ],
-        )
+        options = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.keepalive_time_ms", 30_000),
+            # grpc's default reconnect backoff grows to 120 s; a partner back
+            # from maintenance should be picked up within seconds.
+            ("grpc.initial_reconnect_backoff_ms", 250),
+            ("grpc.min_reconnect_backoff_ms", 250),
+            ("grpc.max_reconnect_backoff_ms", 5_000),
+        ]
+        if tls is None:  # plaintext development (loopback only)
+            self._channel = grpc.aio.insecure_channel(link.endpoint, options=options)
+        else:
+            # Mutual TLS: the partner's server certificate must chain to the CA
+            # in its pinned descriptor; this node presents its client certificate.
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=tls.partner_ca,
+                private_key=tls.client_key,
+                certificate_chain=tls.client_cert,
+            )
+            self._channel = grpc.aio.secure_channel(link.endpoint, credentials, options=options)
         self._metadata = (("authorization", f"Bearer {link.token}"),)
         self._stub = federation_pb2_grpc.FederationServiceStub(self._channel)
 

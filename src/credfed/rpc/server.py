@@ -13,14 +13,18 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from credfed import logging as clog
+from credfed.audit import AuditTrail
 from credfed.config import check_listen
+from credfed.crypto.tls import TlsFiles
 from credfed.errors import ConfigError, CredfedError
 from credfed.federation.serving import LogServer
 from credfed.federation.sync import Replicator
 from credfed.node import Node
+from credfed.rpc.audit import AuditInterceptor
 from credfed.rpc.auth import Authenticator, AuthInterceptor
 from credfed.rpc.limits import MAX_MESSAGE_BYTES
-from credfed.rpc.peerlink import GrpcPeerLink
+from credfed.rpc.peerlink import GrpcPeerLink, PeerTls
+from credfed.rpc.ratelimit import RateLimitInterceptor, server_options
 from credfed.rpc.servicers import FederationServicer, RegistryServicer, VerificationServicer
 from credfed.v1 import (
     federation_pb2,
@@ -94,12 +98,16 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
 
 @dataclass(slots=True)
 class RunningServer:
-    server: grpc.aio.Server
+    servers: list[grpc.aio.Server]
     port: int
+    #: The mutual-TLS federation port (the main port in plaintext development).
+    federation_port: int
     health: health.aio.HealthServicer
     replicator: Replicator
     tasks: list[asyncio.Task[None]]
     log_server: LogServer
+    #: Written out once the servers have stopped (see credfed.audit).
+    audit: AuditTrail | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
@@ -107,7 +115,14 @@ class RunningServer:
             task.cancel()
         await self.replicator.stop()
         await self.log_server.close()  # subscriptions end now, not after the grace
-        await self.server.stop(grace)
+        for server in self.servers:
+            await server.stop(grace)
+        if self.audit is not None:
+            await self.audit.stop()  # the calls answered during the grace included
+
+    @property
+    def server(self) -> grpc.aio.Server:
+        return self.servers[0]
 
 
 async def _heartbeats(node: Node) -> None:
@@ -125,8 +140,12 @@ def connect(node: Node) -> Replicator:
     """Open links to the partners the node is linked to (not yet calling them)."""
     fed = node.config.federation
     keepalive = min(15.0, fed.checkpoint_interval)
+    cas = {p.descriptor.country: p.descriptor.tls_ca_cert for p in node.peers.list()}
     links = {
-        link.country: GrpcPeerLink(link, fed.call_timeout, keepalive) for link in node.peers.links()
+        link.country: GrpcPeerLink(
+            link, fed.call_timeout, keepalive, _peer_tls(node, cas.get(link.country, ""))
+        )
+        for link in node.peers.links()
     }
     replicator = Replicator(
         node.replicas,
@@ -141,40 +160,133 @@ def connect(node: Node) -> Replicator:
     return replicator
 
 
-async def start(node: Node, listen: str | None = None) -> RunningServer:
-    """Start serving ``node``. ``listen`` overrides the configured address
-    (tests pass 127.0.0.1:0); the bound port is returned."""
-    address = listen or node.config.listen
-    check_listen(address, node.config.plaintext)
-    server = grpc.aio.server(
-        interceptors=[AccessLogInterceptor(), AuthInterceptor(Authenticator(node.store))],
+def _peer_tls(node: Node, partner_ca: str) -> PeerTls | None:
+    if node.config.plaintext:
+        return None
+    if not partner_ca:
+        raise ConfigError("a pinned partner's descriptor carries no TLS CA: re-pair with it")
+    files = TlsFiles(node.config.tls_dir)
+    return PeerTls(partner_ca.encode(), files.read(files.client_key), files.read(files.client_cert))
+
+
+def _bind(
+    server: grpc.aio.Server, address: str, creds: grpc.ServerCredentials | None, setting: str
+) -> int:
+    try:
+        if creds is None:
+            return int(server.add_insecure_port(address))
+        return int(server.add_secure_port(address, creds))
+    except RuntimeError as exc:  # grpc's only signal that the bind failed
+        raise ConfigError(f"{setting}: cannot listen on {address} (in use?)") from exc
+
+
+def _partner_roots(node: Node, files: TlsFiles) -> bytes:
+    """The CA certificates of the pinned partners, from their descriptors
+    (only they may call the federation port). With none pinned yet, the
+    node's own CA: nobody else can connect."""
+    cas = [p.descriptor.tls_ca_cert for p in node.peers.list() if p.descriptor.tls_ca_cert]
+    return "".join(cas).encode() if cas else files.read(files.ca_cert)
+
+
+def _tls_credentials(files: TlsFiles, client_roots: bytes | None) -> grpc.ServerCredentials:
+    """Server credentials that pick up a renewed certificate without a
+    restart: checked on each handshake, reloaded when the file changes.
+    ``client_roots``: require a client certificate issued by one of them."""
+    seen = {"mtime": files.server_cert.stat().st_mtime_ns}
+
+    def configuration() -> Any:
+        return grpc.ssl_server_certificate_configuration(
+            [(files.read(files.server_key), files.read(files.server_cert))],
+            root_certificates=client_roots,
+        )
+
+    def fetch() -> Any:
+        try:
+            mtime = files.server_cert.stat().st_mtime_ns
+        except OSError:
+            return None  # keep serving with what we have
+        if mtime == seen["mtime"]:
+            return None
+        seen["mtime"] = mtime
+        log.info("tls.certificate_reloaded")
+        return configuration()
+
+    return grpc.dynamic_ssl_server_credentials(
+        configuration(), fetch, require_client_authentication=client_roots is not None
+    )
+
+
+def new_server(node: Node) -> grpc.aio.Server:
+    """A server with the interceptors and limits every listener of a node has."""
+    return grpc.aio.server(
+        interceptors=[
+            AccessLogInterceptor(),
+            # Before auth: calls auth refuses are audited too.
+            AuditInterceptor(
+                node.audit, node.store, node.config.country, node.replicas.trust.origins
+            ),
+            AuthInterceptor(Authenticator(node.store, now=node.now)),
+            # After auth: auth's handler wrapper sets the caller this one counts by.
+            RateLimitInterceptor(node.config.limits),
+        ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_concurrent_streams", 256),
             ("grpc.so_reuseport", 0),
+            *server_options(node.config.limits),
         ],
     )
+
+
+async def start(node: Node, listen: str | None = None) -> RunningServer:
+    """Start serving ``node``. ``listen`` overrides the configured address
+    (tests pass 127.0.0.1:0); the bound port is returned."""
+    address = listen or node.config.listen
+    check_listen(address, node.config.plaintext)
+    server = new_server(node)
     origin = node.config.country
     registry_pb2_grpc.add_RegistryServiceServicer_to_server(
-        RegistryServicer(node.registry, origin, node.recognition), server
+        RegistryServicer(node.registry, origin, node.recognition, node.crossborder), server
     )
     verification_pb2_grpc.add_VerificationServiceServicer_to_server(
         VerificationServicer(node.verifier, node.crossborder, node.recognition, origin, node.now),
         server,
     )
-    federation_pb2_grpc.add_FederationServiceServicer_to_server(FederationServicer(node), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    servers = [server]
+    if node.config.plaintext:
+        # Development: one plaintext port (loopback only, checked above) for all.
+        federation_pb2_grpc.add_FederationServiceServicer_to_server(
+            FederationServicer(node), server
+        )
+        port = _bind(server, address, None, "server.listen")
+        federation_port = port
+    else:
+        # The main port: TLS, clients authenticate by token. Partners call the
+        # FederationService on its own port, with mutual TLS: a client
+        # certificate issued by the CA of a partner this node pinned.
+        files = TlsFiles(node.config.tls_dir)
+        port = _bind(server, address, _tls_credentials(files, None), "server.listen")
+        fed_server = new_server(node)
+        federation_pb2_grpc.add_FederationServiceServicer_to_server(
+            FederationServicer(node), fed_server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, fed_server)
+        roots = _partner_roots(node, files)
+        federation_port = _bind(
+            fed_server,
+            node.config.federation_listen,
+            _tls_credentials(files, roots),
+            "server.federation_listen",
+        )
+        servers.append(fed_server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    # Plaintext only: check_listen refused anything but loopback above.
-    try:
-        port = server.add_insecure_port(address)
-    except RuntimeError as exc:  # grpc's only signal that the bind failed
-        raise ConfigError(f"server.listen: cannot listen on {address} (in use?)") from exc
-    await server.start()
+    for s in servers:
+        await s.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
@@ -194,8 +306,19 @@ async def start(node: Node, listen: str | None = None) -> RunningServer:
         "server.started",
         country=origin,
         port=port,
+        federation_port=federation_port,
+        tls=not node.config.plaintext,
         services=len(SERVICE_NAMES),
         partners=len(node.replicas.trust.origins()),
         links=len(replicator.links()),
     )
-    return RunningServer(server, port, health_servicer, replicator, tasks, node.log_server)
+    return RunningServer(
+        servers,
+        port,
+        federation_port,
+        health_servicer,
+        replicator,
+        tasks,
+        node.log_server,
+        audit=node.audit,
+    )

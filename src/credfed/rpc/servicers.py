@@ -71,10 +71,17 @@ def _credential_id(
 
 
 class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
-    def __init__(self, registry: Registry, origin: str, recognition: Recognition) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        origin: str,
+        recognition: Recognition,
+        crossborder: CrossBorder | None = None,
+    ) -> None:
         self._registry = registry
         self._origin = origin
         self._recognition = recognition
+        self._crossborder = crossborder
 
     @rpc
     async def RegisterIssuer(
@@ -227,6 +234,13 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             raise ValidationError("rule_id", "is required")
         signed = await self._recognition.remove(rule_id)
         return r.RemoveRecognitionRuleResponse(rule=cr.rule_pb(signed.rule))
+
+    @rpc
+    async def PurgeCachedRecords(
+        self, request: r.PurgeCachedRecordsRequest, context: Context
+    ) -> r.PurgeCachedRecordsResponse:
+        purged = self._crossborder.purge() if self._crossborder is not None else 0
+        return r.PurgeCachedRecordsResponse(purged=purged)
 
 
 async def _pb_fields(call: Awaitable[_T]) -> _T:

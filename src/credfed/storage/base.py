@@ -21,8 +21,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
+from credfed.audit import AuditEntry, AuditRecord
 from credfed.models import (
     Client,
     Envelope,
@@ -148,7 +150,15 @@ class Store(LogReader, Protocol):
 
     async def get_client_by_token_hash(self, token_hash: bytes) -> Client | None: ...
 
-    async def list_clients(self) -> list[Client]: ...
+    async def list_clients(self) -> list[Client]:
+        """Every client, revoked and expired ones included, by client id."""
+        ...
+
+    async def revoke_client(self, client_id: str, at: datetime) -> Client:
+        """Mark a client revoked at ``at`` and return it. Idempotent: a
+        client revoked before keeps its first ``revoked_at``. Raises
+        NotFoundError for an unknown client id."""
+        ...
 
     # -- issuers --------------------------------------------------------------
     async def add_issuer(self, issuer: Issuer) -> None: ...
@@ -244,4 +254,29 @@ class Store(LogReader, Protocol):
 
     async def recognition_countries(self) -> list[str]:
         """The countries whose rules this store holds, sorted."""
+        ...
+
+    # -- the audit trail (credfed.audit) -----------------------------------------------
+    #
+    # Rules (the shared suite checks them): records are append-only; seq runs
+    # 1, 2, 3 ... and each record's prev_hash is the hash of the one before,
+    # even when several processes append at once (the newest record is read
+    # in the appending transaction).
+
+    async def append_audit(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+        """Chain ``entries`` after the newest record and append them, in one
+        transaction; returns the records as stored."""
+        ...
+
+    async def audit_records(self, after_seq: int = 0, limit: int = 1000) -> list[AuditRecord]:
+        """Up to ``limit`` records with seq > ``after_seq``, by seq."""
+        ...
+
+    async def audit_records_about(self, subject: str) -> list[AuditRecord]:
+        """Every record whose subject includes ``subject``, by seq."""
+        ...
+
+    async def audit_index_problem(self) -> str | None:
+        """Whether the subject index behind :meth:`audit_records_about`
+        matches the records' subjects: None, or the first mismatch."""
         ...

@@ -36,6 +36,7 @@ from typing import Any, Final, TypeVar
 
 import aiosqlite
 
+from credfed import audit
 from credfed.errors import AlreadyExistsError, NotFoundError, StorageError
 from credfed.models import (
     Checkpoint,
@@ -97,7 +98,7 @@ _CREDENTIAL_COLUMNS: Final = (
 _CHECKPOINT_COLUMNS: Final = (
     "tree_size, origin, root_hash, timestamp, payload, payload_type, key_id, signature"
 )
-_CLIENT_COLUMNS: Final = "client_id, name, role, token_hash, created_at"
+_CLIENT_COLUMNS: Final = "client_id, name, role, token_hash, created_at, expires_at, revoked_at"
 _ISSUER_COLUMNS: Final = "issuer_id, name, sectors, status"
 
 # Statements built once from the fixed column lists above (never from input,
@@ -120,7 +121,12 @@ _SET_ISSUER_STATUS: Final = (
 )
 _GET_CLIENT_BY_TOKEN: Final = f"SELECT {_CLIENT_COLUMNS} FROM clients WHERE token_hash = ?"  # noqa: S608
 _LIST_CLIENTS: Final = f"SELECT {_CLIENT_COLUMNS} FROM clients ORDER BY client_id"  # noqa: S608
-_INSERT_CLIENT: Final = f"INSERT INTO clients ({_CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?)"  # noqa: S608
+_INSERT_CLIENT: Final = f"INSERT INTO clients ({_CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+# Revoking twice keeps the first time.
+_REVOKE_CLIENT: Final = (
+    "UPDATE clients SET revoked_at = coalesce(revoked_at, ?) "  # noqa: S608
+    f"WHERE client_id = ? RETURNING {_CLIENT_COLUMNS}"
+)
 _INSERT_CHECKPOINT: Final = (
     f"INSERT INTO checkpoints ({_CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
 )
@@ -174,6 +180,33 @@ _GET_REPLICA_LEAF: Final = "SELECT leaf FROM replica_leaves WHERE origin = ? AND
 _INSERT_FORK_EVIDENCE: Final = (
     "INSERT INTO fork_evidence (origin, evidence, recorded_at) VALUES (?, ?, ?) "
     "ON CONFLICT (origin) DO NOTHING RETURNING origin"
+)
+_AUDIT_COLUMNS: Final = (
+    "seq, at, client_id, client_name, role, country, action, subject, count, outcome, "
+    "prev_hash, hash"
+)
+_AUDIT_HEAD: Final = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+_INSERT_AUDIT: Final = (
+    f"INSERT INTO audit_log ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+)
+_INSERT_AUDIT_SUBJECT: Final = "INSERT INTO audit_subjects (subject, seq) VALUES (?, ?)"
+_AUDIT_PAGE: Final = f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"  # noqa: S608
+_AUDIT_ABOUT: Final = (
+    f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE seq IN ("  # noqa: S608
+    "  SELECT seq FROM audit_subjects WHERE subject = ?"
+    ") ORDER BY seq"
+)
+# The subject index must be exactly the records' subjects, both ways.
+_AUDIT_INDEX_EXTRA: Final = (
+    "SELECT s.seq, s.subject FROM audit_subjects AS s WHERE NOT EXISTS ("
+    "  SELECT 1 FROM audit_log AS a, json_each(a.subject) AS j"
+    "  WHERE a.seq = s.seq AND j.value = s.subject"
+    ") ORDER BY s.seq LIMIT 1"
+)
+_AUDIT_INDEX_MISSING: Final = (
+    "SELECT a.seq, j.value FROM audit_log AS a, json_each(a.subject) AS j WHERE NOT EXISTS ("
+    "  SELECT 1 FROM audit_subjects AS s WHERE s.subject = j.value AND s.seq = a.seq"
+    ") ORDER BY a.seq LIMIT 1"
 )
 
 _MIGRATION_NAME: Final = re.compile(r"^(\d{4})_\w+\.sql$")
@@ -271,6 +304,8 @@ def _client(row: Row) -> Client:
         role=parse_role(row[2]),
         token_hash=row[3],
         created_at=_from_micros(row[4]),
+        expires_at=None if row[5] is None else _from_micros(row[5]),
+        revoked_at=None if row[6] is None else _from_micros(row[6]),
     )
 
 
@@ -1171,6 +1206,8 @@ class SqliteStore:
             str(client.role),
             bytes(client.token_hash),
             _micros(client.created_at),
+            None if client.expires_at is None else _micros(client.expires_at),
+            None if client.revoked_at is None else _micros(client.revoked_at),
         )
         try:
             async with self._transaction():
@@ -1181,6 +1218,13 @@ class SqliteStore:
                     f"client {client.client_id}: another client has the same token"
                 ) from e
             raise AlreadyExistsError(f"client {client.client_id} already exists") from e
+
+    async def revoke_client(self, client_id: str, at: datetime) -> Client:
+        async with self._transaction():
+            rows = await _fetch(self._writer, _REVOKE_CLIENT, (_micros(at), client_id))
+        if not rows:
+            raise NotFoundError(f"client {client_id} not found")
+        return _client(rows[0])
 
     async def add_issuer(self, issuer: Issuer) -> None:
         params = (
@@ -1205,3 +1249,85 @@ class SqliteStore:
         if not rows:
             raise NotFoundError(f"issuer {issuer_id} not found")
         return _issuer(rows[0])
+
+    # -- the audit trail ---------------------------------------------------------------
+
+    async def append_audit(self, entries: Sequence[audit.AuditEntry]) -> list[audit.AuditRecord]:
+        """One write transaction (BEGIN IMMEDIATE, so other processes on the
+        file queue behind it): the newest record is read inside it, so the
+        chain stays linear whoever else appends."""
+        if not entries:
+            self._check_open()
+            return []
+        try:
+            async with self._transaction():
+                rows = await _fetch(self._writer, _AUDIT_HEAD)
+                after = (int(rows[0][0]), bytes(rows[0][1])) if rows else (0, audit.GENESIS)
+                records = audit.chain(entries, after)
+                await _many(self._writer, _INSERT_AUDIT, [_audit_params(r) for r in records])
+                index = [(s, r.seq) for r in records for s in dict.fromkeys(r.subject)]
+                if index:
+                    await _many(self._writer, _INSERT_AUDIT_SUBJECT, index)
+        except sqlite3.IntegrityError as e:
+            raise StorageError(f"cannot append to the audit trail: {e}") from e
+        return records
+
+    async def audit_records(self, after_seq: int = 0, limit: int = 1000) -> list[audit.AuditRecord]:
+        rows = await self._read(_AUDIT_PAGE, (after_seq, limit))
+        return [_audit_record(r) for r in rows]
+
+    async def audit_records_about(self, subject: str) -> list[audit.AuditRecord]:
+        rows = await self._read(_AUDIT_ABOUT, (subject,))
+        return [_audit_record(r) for r in rows]
+
+    async def audit_index_problem(self) -> str | None:
+        extra = await self._read(_AUDIT_INDEX_EXTRA)
+        if extra:
+            seq, subject = extra[0]
+            return f"the subject index lists {subject!r} for record {seq}, which does not name it"
+        missing = await self._read(_AUDIT_INDEX_MISSING)
+        if missing:
+            return f"the subject index lacks {missing[0][1]!r} of record {missing[0][0]}"
+        return None
+
+
+def _audit_params(record: audit.AuditRecord) -> Row:
+    return (
+        record.seq,
+        audit.to_micros(record.at),
+        record.client_id,
+        record.client_name,
+        record.role,
+        record.country,
+        record.action,
+        json.dumps(list(record.subject), ensure_ascii=False, separators=(",", ":")),
+        record.count,
+        record.outcome,
+        bytes(record.prev_hash),
+        bytes(record.hash),
+    )
+
+
+def _audit_record(row: Row) -> audit.AuditRecord:
+    """A stored record; StorageError naming its seq if a column is unreadable
+    (only a rewrite of the file behind the store's back can do that)."""
+    try:
+        subject = json.loads(row[7])
+        if not isinstance(subject, list) or not all(isinstance(s, str) for s in subject):
+            raise TypeError("subject is not a JSON list of ids")
+        return audit.AuditRecord(
+            seq=int(row[0]),
+            at=audit.from_micros(int(row[1])),
+            client_id=str(row[2]),
+            client_name=str(row[3]),
+            role=str(row[4]),
+            country=None if row[5] is None else str(row[5]),
+            action=str(row[6]),
+            subject=tuple(subject),
+            count=int(row[8]),
+            outcome=str(row[9]),
+            prev_hash=bytes(row[10]),
+            hash=bytes(row[11]),
+        )
+    except (ValueError, TypeError, OverflowError) as e:
+        raise StorageError(f"audit record {row[0]} is unreadable: {e}") from e

@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
+from credfed import audit
 from credfed.errors import AlreadyExistsError, NotFoundError, StorageError
 from credfed.models import Envelope, IssuerStatus, Role, RoleKind, Status, StoredCredential
 from credfed.statuslog import merkle
@@ -214,6 +215,58 @@ class StoreSuite:
         with pytest.raises(AlreadyExistsError):
             await store.add_client(make_client("c-2", token_hash=make_client("c-1").token_hash))
         assert await store.list_clients() == [make_client("c-1")]
+
+    async def test_client_lifetimes_round_trip(self, store: Store) -> None:
+        plus_two = timezone(timedelta(hours=2))
+        clients = [
+            make_client("c-forever"),
+            replace(
+                make_client("c-expiring"),
+                expires_at=datetime(2026, 3, 14, 11, 26, 53, 1, tzinfo=plus_two),
+            ),
+            replace(
+                make_client("c-revoked"),
+                expires_at=T0 + timedelta(days=90),
+                revoked_at=T0 + timedelta(microseconds=1),
+            ),
+        ]
+        for client in clients:
+            await store.add_client(client)
+        for client in clients:
+            got = await store.get_client_by_token_hash(client.token_hash)
+            assert got == client
+            assert got is not None
+            for moment in (got.expires_at, got.revoked_at):
+                assert moment is None or moment.utcoffset() is not None
+        by_id = sorted(clients, key=lambda c: c.client_id)
+        assert await store.list_clients() == by_id  # ordered by client id
+
+    async def test_revoke_client(self, store: Store) -> None:
+        await store.add_client(make_client("c-1"))
+        await store.add_client(make_client("c-2"))
+        revoked = await store.revoke_client("c-1", T0 + timedelta(hours=1))
+        assert revoked == replace(make_client("c-1"), revoked_at=T0 + timedelta(hours=1))
+        assert await store.get_client_by_token_hash(revoked.token_hash) == revoked
+        # Idempotent: revoking again keeps the first time.
+        again = await store.revoke_client("c-1", T0 + timedelta(hours=2))
+        assert again == revoked
+        # Revoked clients are still listed; the others are untouched.
+        assert await store.list_clients() == [revoked, make_client("c-2")]
+
+    async def test_revoke_unknown_client_is_not_found(self, store: Store) -> None:
+        await store.add_client(make_client("c-1"))
+        with pytest.raises(NotFoundError, match="c-none"):
+            await store.revoke_client("c-none", T0)
+        assert await store.list_clients() == [make_client("c-1")]
+
+    async def test_revocation_survives_reopen(self, store: Store) -> None:
+        await store.add_client(replace(make_client("c-1"), expires_at=T0 + timedelta(days=1)))
+        revoked = await store.revoke_client("c-1", T0 + timedelta(hours=1))
+        again = await self.reopen(store)
+        try:
+            assert await again.get_client_by_token_hash(revoked.token_hash) == revoked
+        finally:
+            await again.close()
 
     # -- credentials --------------------------------------------------------------------
 
@@ -876,3 +929,84 @@ class StoreSuite:
         # An older version arriving late never replaces the newest.
         assert await store.add_recognition_rules([rule("PL", "elec", 2)]) == 1
         assert await store.current_recognition_rules("PL") == [rule("PL", "elec", 3)]
+
+    # -- the audit trail ---------------------------------------------------------------
+
+    async def test_audit_trail_is_empty_at_first(self, store: Store) -> None:
+        assert await store.audit_records() == []
+        assert await store.audit_records_about("DE-7K3F-Q9XM-2PLA-8") == []
+        assert await store.audit_index_problem() is None
+        assert await store.append_audit([]) == []
+
+    async def test_audit_appends_chain_from_genesis_and_read_back_exactly(
+        self, store: Store
+    ) -> None:
+        first = await store.append_audit([_audit_entry(0), _audit_entry(1)])
+        assert [r.seq for r in first] == [1, 2]
+        assert first[0].prev_hash == audit.GENESIS
+        # A later transaction continues the chain from the newest record.
+        second = await store.append_audit([_audit_entry(2, subject=("A", "B", "A"))])
+        assert second[0].seq == 3
+        assert second[0].prev_hash == first[1].hash
+        stored = await store.audit_records()
+        assert stored == [*first, *second]
+        assert audit.verify_chain(stored) is None
+        # Every field survives the round trip, the time to the microsecond.
+        assert stored[2].subject == ("A", "B", "A")
+        assert stored[0].at == T0
+        assert stored[0].at.utcoffset() == timedelta(0)
+        assert stored[1].country is None
+
+    async def test_audit_records_page_by_seq(self, store: Store) -> None:
+        await store.append_audit([_audit_entry(n) for n in range(7)])
+        assert [r.seq for r in await store.audit_records(0, 3)] == [1, 2, 3]
+        assert [r.seq for r in await store.audit_records(3, 3)] == [4, 5, 6]
+        assert [r.seq for r in await store.audit_records(6, 3)] == [7]
+        assert await store.audit_records(7, 3) == []
+
+    async def test_audit_records_about_a_subject(self, store: Store) -> None:
+        await store.append_audit(
+            [
+                _audit_entry(0, subject=("DE-1",)),
+                _audit_entry(1, subject=("DE-2",)),
+                _audit_entry(2, subject=("DE-2", "DE-1", "DE-1")),
+                _audit_entry(3, subject=()),
+            ]
+        )
+        assert [r.seq for r in await store.audit_records_about("DE-1")] == [1, 3]
+        assert [r.seq for r in await store.audit_records_about("DE-2")] == [2, 3]
+        assert await store.audit_records_about("DE-3") == []
+        assert await store.audit_index_problem() is None
+
+    async def test_concurrent_audit_appends_stay_one_chain(self, store: Store) -> None:
+        batches = [[_audit_entry(10 * b + n) for n in range(5)] for b in range(12)]
+        await asyncio.gather(*(store.append_audit(batch) for batch in batches))
+        stored = await store.audit_records(0, 1000)
+        assert [r.seq for r in stored] == list(range(1, 61))
+        assert audit.verify_chain(stored) is None
+
+    async def test_audit_trail_survives_reopen_and_continues(self, store: Store) -> None:
+        before = await store.append_audit([_audit_entry(0), _audit_entry(1)])
+        again = await self.reopen(store)
+        try:
+            assert await again.audit_records() == before
+            more = await again.append_audit([_audit_entry(2)])
+            assert more[0].seq == 3
+            assert more[0].prev_hash == before[-1].hash
+            assert audit.verify_chain(await again.audit_records()) is None
+        finally:
+            await again.close()
+
+
+def _audit_entry(n: int, subject: tuple[str, ...] = ("DE-7K3F-Q9XM-2PLA-8",)) -> audit.AuditEntry:
+    return audit.AuditEntry(
+        at=T0 + timedelta(microseconds=n),
+        client_id=f"c-{n}",
+        client_name=f"Employer {n} GmbH",
+        role="verifier",
+        country=None if n % 2 else "DE",
+        action="Verify",
+        subject=subject,
+        outcome="OK" if n % 3 else "NOT_FOUND",
+        count=1 + n % 4,
+    )

@@ -229,3 +229,13 @@ class RemoveRecognitionRuleResponse(_message.Message):
     RULE_FIELD_NUMBER: _ClassVar[int]
     rule: _recognition_pb2.RecognitionRule
     def __init__(self, rule: _Optional[_Union[_recognition_pb2.RecognitionRule, _Mapping]] = ...) -> None: ...
+
+class PurgeCachedRecordsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PurgeCachedRecordsResponse(_message.Message):
+    __slots__ = ("purged",)
+    PURGED_FIELD_NUMBER: _ClassVar[int]
+    purged: int
+    def __init__(self, purged: _Optional[int] = ...) -> None: ...

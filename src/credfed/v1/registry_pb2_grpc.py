@@ -106,6 +106,11 @@ class RegistryServiceStub:
                 request_serializer=credfed_dot_v1_dot_registry__pb2.RemoveRecognitionRuleRequest.SerializeToString,
                 response_deserializer=credfed_dot_v1_dot_registry__pb2.RemoveRecognitionRuleResponse.FromString,
                 _registered_method=True)
+        self.PurgeCachedRecords = channel.unary_unary(
+                '/credfed.v1.RegistryService/PurgeCachedRecords',
+                request_serializer=credfed_dot_v1_dot_registry__pb2.PurgeCachedRecordsRequest.SerializeToString,
+                response_deserializer=credfed_dot_v1_dot_registry__pb2.PurgeCachedRecordsResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -209,6 +214,15 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PurgeCachedRecords(self, request, context):
+        """Admin only. Forget every cached signed record of other countries now
+        (they also expire after federation.record_cache_ttl; they are held in
+        memory only, never written to disk).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -281,6 +295,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.RemoveRecognitionRule,
                     request_deserializer=credfed_dot_v1_dot_registry__pb2.RemoveRecognitionRuleRequest.FromString,
                     response_serializer=credfed_dot_v1_dot_registry__pb2.RemoveRecognitionRuleResponse.SerializeToString,
+            ),
+            'PurgeCachedRecords': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeCachedRecords,
+                    request_deserializer=credfed_dot_v1_dot_registry__pb2.PurgeCachedRecordsRequest.FromString,
+                    response_serializer=credfed_dot_v1_dot_registry__pb2.PurgeCachedRecordsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -663,6 +682,33 @@ class RegistryService:
             '/credfed.v1.RegistryService/RemoveRecognitionRule',
             credfed_dot_v1_dot_registry__pb2.RemoveRecognitionRuleRequest.SerializeToString,
             credfed_dot_v1_dot_registry__pb2.RemoveRecognitionRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeCachedRecords(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/credfed.v1.RegistryService/PurgeCachedRecords',
+            credfed_dot_v1_dot_registry__pb2.PurgeCachedRecordsRequest.SerializeToString,
+            credfed_dot_v1_dot_registry__pb2.PurgeCachedRecordsResponse.FromString,
             options,
             channel_credentials,
             insecure,
