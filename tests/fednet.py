@@ -233,7 +233,7 @@ async def eventually(
 STATUS = c.CredentialStatus
 
 
-# -- helpers for the fault tests (tests/attacks/test_attack_relay_and_origin.py) ---------------------
+# -- helpers for the relay and origin attacks (tests/attacks/test_attack_relay_and_origin.py) --
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from credfed import config as cfg
 from credfed import ids
+from credfed.crypto import tls
 from credfed.crypto.keys import SigningKey
 from credfed.crypto.tls import TlsFiles, create_node_tls
 from credfed.errors import AlreadyExistsError, ValidationError
@@ -34,6 +35,7 @@ async def init_node(
     plaintext: bool = True,
     federation_listen: str = "",
     hostnames: tuple[str, ...] = (),
+    client_cert_listen: str = "",
 ) -> Initialised:
     """Create key (0600), configuration, database and an admin token (0600);
     with ``plaintext=False`` also the node's CA and TLS certificates.
@@ -41,7 +43,7 @@ async def init_node(
     The Python default is plaintext (loopback development and tests); the
     ``credfed init`` command defaults to TLS."""
     config, key_id = _create_files(
-        data_dir, country, listen, plaintext, federation_listen, hostnames
+        data_dir, country, listen, plaintext, federation_listen, hostnames, client_cert_listen
     )
     token = await add_client(config, "admin", "node administrator")
     token_path = data_dir / cfg.ADMIN_TOKEN_FILE
@@ -56,6 +58,7 @@ def _create_files(  # noqa: PLR0917 - init_node's options, passed through
     plaintext: bool,
     federation_listen: str,
     hostnames: tuple[str, ...],
+    client_cert_listen: str = "",
 ) -> tuple[cfg.Config, str]:
     country = country.strip().upper()
     if not ids.is_country_code(country):
@@ -66,7 +69,11 @@ def _create_files(  # noqa: PLR0917 - init_node's options, passed through
             host, port = cfg.split_host_port(listen)
             federation_listen = f"{host}:{port + 1 if port else 0}"
         cfg.check_listen(federation_listen, False, "server.federation_listen")
+        if client_cert_listen:
+            cfg.check_listen(client_cert_listen, False, "server.client_cert_listen")
         hostnames = hostnames or _default_hostnames(listen)
+    elif client_cert_listen:
+        raise ValidationError("client_cert_listen", "needs TLS (not with --plaintext-dev)")
     if (data_dir / cfg.CONFIG_FILE).exists():
         raise AlreadyExistsError(f"{data_dir} already holds a node ({cfg.CONFIG_FILE} exists)")
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -84,6 +91,7 @@ def _create_files(  # noqa: PLR0917 - init_node's options, passed through
         signing_key=key_rel,
         federation_listen="" if plaintext else federation_listen,
         tls_hostnames=() if plaintext else hostnames,
+        client_cert_listen=client_cert_listen,
     )
     if not plaintext:
         create_node_tls(
@@ -149,6 +157,43 @@ async def create_client(
         )
         await store.add_client(client)
         return client, token
+    finally:
+        await store.close()
+
+
+async def create_certificate_client(
+    config: cfg.Config, role_text: str, name: str, expires_in: timedelta | None = None
+) -> tuple[Client, bytes, bytes]:
+    """Register a client that authenticates with a certificate of this
+    node's CA instead of a token; returns it, its private key and its
+    certificate (PEM). Only a digest of the certificate is stored; the key
+    exists only in what is returned. Revoked like a token
+    (``credfed token revoke``)."""
+    if config.plaintext:
+        raise ValidationError("data_dir", "this node has no TLS CA (plaintext development mode)")
+    try:
+        role = parse_role(role_text)
+    except ValueError as exc:
+        raise ValidationError("role", str(exc)) from None
+    created_at = datetime.now(UTC)
+    days = tls.LEAF_DAYS if expires_in is None else max(1, expires_in.days or 1)
+    key_pem, cert_pem = tls.issue_client_certificate(
+        tls.TlsFiles(config.tls_dir), name, config.country, created_at, days
+    )
+    store = await SqliteStore.open(config.db_path)
+    try:
+        if role.issuer_id is not None and await store.get_issuer(role.issuer_id) is None:
+            raise ValidationError("role", f"issuer {role.issuer_id} is not registered at this node")
+        client = Client(
+            client_id=secrets.token_hex(8),
+            name=name,
+            role=role,
+            token_hash=tls.certificate_digest(cert_pem),
+            created_at=created_at,
+            expires_at=None if expires_in is None else created_at + expires_in,
+        )
+        await store.add_client(client)
+        return client, key_pem, cert_pem
     finally:
         await store.close()
 

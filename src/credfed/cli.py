@@ -110,6 +110,17 @@ def _remote(fn: Callable[..., Any]) -> Callable[..., Any]:
                 type=click.Path(path_type=Path, dir_okay=False, exists=True),
                 help="The node's CA certificate (TLS); default: the one in --data-dir.",
             ),
+            click.option(
+                "--client-cert",
+                envvar="CREDFED_CLIENT_CERT",
+                type=click.Path(path_type=Path, dir_okay=False, exists=True),
+                help="Authenticate with this certificate (and --client-key) instead of a token.",
+            ),
+            click.option(
+                "--client-key",
+                envvar="CREDFED_CLIENT_KEY",
+                type=click.Path(path_type=Path, dir_okay=False, exists=True),
+            ),
             click.option("--timeout", default=10.0, show_default=True, help="Deadline, seconds."),
             click.option("--json", "as_json", is_flag=True, help="Print JSON."),
         ]
@@ -118,12 +129,14 @@ def _remote(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _client(
+def _client(  # noqa: PLR0917 - the remote options, one each
     server: str | None,
     token: str | None,
     data_dir: Path | None,
     timeout: float,
     ca_file: Path | None = None,
+    client_cert: Path | None = None,
+    client_key: Path | None = None,
 ) -> Client:
     roots = ca_file.read_bytes() if ca_file is not None else None
     if data_dir is not None:
@@ -136,6 +149,17 @@ def _client(
             roots = (config.tls_dir / "ca.pem").read_bytes()
     if server is None:
         server = DEFAULT_LISTEN
+    if client_cert is not None:
+        if client_key is None or roots is None:
+            fail("--client-cert needs --client-key and the node's CA (--ca-file)")
+        return Client(
+            server,
+            None,
+            timeout,
+            roots,
+            certificate_chain=client_cert.read_bytes(),
+            private_key=client_key.read_bytes(),
+        )
     if token is None:
         fail(
             "no API token: pass --token, set CREDFED_TOKEN, or --data-dir of a node you administer"
@@ -145,7 +169,15 @@ def _client(
 
 def _connect(kw: dict[str, Any]) -> Client:
     """A client from the options every remote command takes (see _remote)."""
-    return _client(kw["server"], kw["token"], kw["data_dir"], kw["timeout"], kw["ca_file"])
+    return _client(
+        kw["server"],
+        kw["token"],
+        kw["data_dir"],
+        kw["timeout"],
+        kw["ca_file"],
+        kw["client_cert"],
+        kw["client_key"],
+    )
 
 
 def _call(client: Client, method: Any, request: Any) -> Any:
@@ -192,6 +224,11 @@ def main(log_level: str) -> None:
     help="A name or address in the server certificate (repeatable; default: the listen host).",
 )
 @click.option(
+    "--client-cert-listen",
+    default="",
+    help="HOST:PORT where clients may authenticate with a certificate instead of a token.",
+)
+@click.option(
     "--plaintext-dev",
     is_flag=True,
     help="No TLS: loopback development only (one port for everything).",
@@ -203,6 +240,7 @@ def init(  # noqa: PLR0917 - click passes each option as an argument
     listen: str,
     federation_listen: str,
     hostnames: tuple[str, ...],
+    client_cert_listen: str,
     plaintext_dev: bool,
     as_json: bool,
 ) -> None:
@@ -223,6 +261,7 @@ def init(  # noqa: PLR0917 - click passes each option as an argument
                 plaintext=plaintext_dev,
                 federation_listen=federation_listen,
                 hostnames=hostnames,
+                client_cert_listen=client_cert_listen,
             )
         )
     except ValidationError as exc:
@@ -664,6 +703,58 @@ def purge(**kw: Any) -> None:
 
 def _age(seconds: object) -> str:
     return "-" if seconds is None else f"{seconds}s"
+
+
+@main.group("client-cert")
+def client_cert() -> None:
+    """Clients that authenticate with a certificate instead of a token."""
+
+
+@client_cert.command("create")
+@_node_dir
+@click.option("--role", required=True, help="admin, verifier or issuer:<issuer-id>")
+@click.option("--name", required=True, help="Who the certificate is for.")
+@click.option(
+    "--out-dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write client.key (0600), client.pem and the node's ca.pem here.",
+)
+@click.option("--expires-in", callback=_duration_option, metavar="DURATION")
+@click.option("--json", "as_json", is_flag=True)
+def client_cert_create(  # noqa: PLR0917 - click passes each option as an argument
+    data_dir: Path,
+    role: str,
+    name: str,
+    out_dir: Path,
+    expires_in: timedelta | None,
+    as_json: bool,
+) -> None:
+    """Issue a client certificate from this node's CA and register it; the
+    holder calls the node's client-certificate port (server.client_cert_listen)
+    with it instead of a token. Revoke it with `credfed token revoke ID`."""
+    from credfed.bootstrap import create_certificate_client
+
+    config = _load_config(data_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        fail(f"{out_dir} is not empty")
+    try:
+        client, key_pem, cert_pem = asyncio.run(
+            create_certificate_client(config, role, name, expires_in)
+        )
+    except CredfedError as exc:
+        fail(str(exc))
+    out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(out_dir / "client.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key_pem)
+    (out_dir / "client.pem").write_bytes(cert_pem)
+    (out_dir / "ca.pem").write_bytes((config.tls_dir / "ca.pem").read_bytes())
+    _emit(
+        as_json,
+        {"client_id": client.client_id, "role": str(client.role), "out_dir": str(out_dir)},
+        f"client {client.client_id} ({client.role}): certificate in {out_dir}",
+    )
 
 
 @main.group()

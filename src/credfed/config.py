@@ -246,6 +246,9 @@ class Config:
     federation_listen: str = ""
     #: TLS mode: names and addresses in the server certificate.
     tls_hostnames: tuple[str, ...] = ()
+    #: TLS mode, optional: clients authenticate with a certificate of this
+    #: node's CA here instead of a token (``credfed client-cert create``).
+    client_cert_listen: str = ""
 
     @property
     def db_path(self) -> Path:
@@ -267,6 +270,11 @@ class Config:
                     "listen": self.listen,
                     "plaintext": self.plaintext,
                     **({"federation_listen": self.federation_listen} if not self.plaintext else {}),
+                    **(
+                        {"client_cert_listen": self.client_cert_listen}
+                        if self.client_cert_listen
+                        else {}
+                    ),
                 },
                 **({"tls": {"hostnames": list(self.tls_hostnames)}} if not self.plaintext else {}),
                 "keys": {"signing_key": self.signing_key},
@@ -325,6 +333,7 @@ def load(data_dir: Path) -> Config:
                 "CREDFED_FEDERATION_LISTEN", str(server.get("federation_listen", ""))
             ),
             tls_hostnames=tuple(str(h) for h in raw.get("tls", {}).get("hostnames", [])),
+            client_cert_listen=str(server.get("client_cert_listen", "")),
         )
     except (KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: missing setting {exc}") from None
@@ -335,4 +344,8 @@ def load(data_dir: Path) -> Config:
         if not config.federation_listen:
             raise ConfigError("server.federation_listen: required with TLS (HOST:PORT)")
         split_host_port(config.federation_listen, "server.federation_listen")
+    if config.client_cert_listen:
+        if config.plaintext:
+            raise ConfigError("server.client_cert_listen: needs TLS (plaintext = false)")
+        split_host_port(config.client_cert_listen, "server.client_cert_listen")
     return config

@@ -17,6 +17,7 @@ restart (the server reloads its certificate when the files change).
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 from dataclasses import dataclass
@@ -148,6 +149,41 @@ def rotate_leaves(
         # Key first: a reader that sees the new certificate finds its key.
         _write_private(key_path, _key_pem(key))
         _write_atomically(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+
+
+def issue_client_certificate(
+    files: TlsFiles, name: str, country: str, now: datetime, days: int = LEAF_DAYS
+) -> tuple[bytes, bytes]:
+    """A client certificate from the node's CA, for an employer's system that
+    authenticates by certificate instead of a token: (key PEM, cert PEM)."""
+    ca_key = serialization.load_pem_private_key(files.read(files.ca_key), password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise ConfigError(f"tls: {files.ca_key} is not an ECDSA key")
+    ca = x509.load_pem_x509_certificate(files.read(files.ca_cert))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(name, country))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return _key_pem(key), cert.public_bytes(serialization.Encoding.PEM)
+
+
+def certificate_digest(pem_or_der: bytes) -> bytes:
+    """What the node stores for a certificate client (in place of a token
+    hash): SHA-256 over a label and the certificate's DER bytes."""
+    if pem_or_der.lstrip().startswith(b"-----BEGIN"):
+        der = x509.load_pem_x509_certificate(pem_or_der).public_bytes(serialization.Encoding.DER)
+    else:
+        der = pem_or_der
+    return hashlib.sha256(b"credfed-client-certificate\x00" + der).digest()
 
 
 def check_ca_pem(pem: str) -> None:

@@ -18,6 +18,7 @@ import grpc
 
 from credfed import clock
 from credfed import logging as clog
+from credfed.crypto.tls import certificate_digest
 from credfed.errors import PermissionDeniedError, UnauthenticatedError
 from credfed.models import Client, Role, RoleKind
 from credfed.rpc.errors import status_for
@@ -115,9 +116,18 @@ class Authenticator:
         self._now = now
         self._cache: dict[bytes, tuple[float, Client]] = {}
 
-    async def authenticate(self, metadata: tuple[tuple[str, str | bytes], ...] | None) -> Client:
-        token = _bearer(metadata)
-        digest = hash_token(token)
+    async def authenticate(
+        self,
+        metadata: tuple[tuple[str, str | bytes], ...] | None,
+        certificate: bytes | None = None,
+    ) -> Client:
+        """The client of a call: by its bearer token, or, on the
+        client-certificate port, by the certificate the TLS layer verified
+        (``certificate``, PEM) -- then no token is read."""
+        if certificate is not None:
+            digest = certificate_digest(certificate)
+        else:
+            digest = hash_token(_bearer(metadata))
         mono = time.monotonic()
         hit = self._cache.get(digest)
         if hit is not None and hit[0] > mono:
@@ -126,7 +136,8 @@ class Authenticator:
             self._cache.pop(digest, None)
             found = await self._store.get_client_by_token_hash(digest)
             if found is None:
-                raise UnauthenticatedError("unknown API token")
+                what = "client certificate" if certificate is not None else "API token"
+                raise UnauthenticatedError(f"unknown {what}")
             client, cached = found, False
         # Expiry is checked on every call, from the cache too.
         now = self._now()
@@ -165,10 +176,14 @@ def authorize(method: str, role: Role) -> None:
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Authenticates and authorises every call before the servicer runs."""
+    """Authenticates and authorises every call before the servicer runs.
 
-    def __init__(self, authenticator: Authenticator) -> None:
+    ``by_certificate``: the port requires a client certificate of this
+    node's CA, and the client is the one registered for that certificate."""
+
+    def __init__(self, authenticator: Authenticator, *, by_certificate: bool = False) -> None:
         self._auth = authenticator
+        self._by_certificate = by_certificate
 
     async def intercept_service(
         self,
@@ -181,15 +196,24 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return handler
         if method in METHOD_ROLES and METHOD_ROLES[method] is None:
             return handler
-        return _guarded(handler, method, self._auth)
+        return _guarded(handler, method, self._auth, self._by_certificate)
+
+
+def _peer_certificate(context: Any) -> bytes:
+    certs = (context.auth_context() or {}).get("x509_pem_cert") or []
+    if not certs:
+        raise UnauthenticatedError("no client certificate")
+    cert: bytes = certs[0]
+    return cert
 
 
 def _guarded(
-    handler: grpc.RpcMethodHandler, method: str, auth: Authenticator
+    handler: grpc.RpcMethodHandler, method: str, auth: Authenticator, by_certificate: bool
 ) -> grpc.RpcMethodHandler:
     async def check(context: Any) -> None:
         try:
-            client = await auth.authenticate(context.invocation_metadata())
+            certificate = _peer_certificate(context) if by_certificate else None
+            client = await auth.authenticate(context.invocation_metadata(), certificate)
             if method not in METHOD_ROLES:
                 raise PermissionDeniedError(f"{method} is not exposed")
             authorize(method, client.role)

@@ -20,14 +20,23 @@ class Client:
         token: str | None,
         timeout: float = DEFAULT_TIMEOUT,
         root_certificates: bytes | None = None,
+        *,
+        certificate_chain: bytes | None = None,
+        private_key: bytes | None = None,
     ) -> None:
         """TLS when ``root_certificates`` (the node's CA certificate) is
-        given, else plaintext (a node in loopback development mode)."""
+        given, else plaintext (a node in loopback development mode). With a
+        client certificate and key, the client authenticates by them (on the
+        node's client-certificate port) and sends no token."""
         options = [("grpc.max_receive_message_length", 4 * 1024 * 1024)]
         if root_certificates is None:
             self._channel = grpc.insecure_channel(target, options=options)
         else:
-            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=root_certificates,
+                private_key=private_key,
+                certificate_chain=certificate_chain,
+            )
             self._channel = grpc.secure_channel(target, credentials, options=options)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.timeout = timeout

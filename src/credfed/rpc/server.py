@@ -216,7 +216,7 @@ def _tls_credentials(files: TlsFiles, client_roots: bytes | None) -> grpc.Server
     )
 
 
-def new_server(node: Node) -> grpc.aio.Server:
+def new_server(node: Node, *, by_certificate: bool = False) -> grpc.aio.Server:
     """A server with the interceptors and limits every listener of a node has."""
     return grpc.aio.server(
         interceptors=[
@@ -225,7 +225,7 @@ def new_server(node: Node) -> grpc.aio.Server:
             AuditInterceptor(
                 node.audit, node.store, node.config.country, node.replicas.trust.origins
             ),
-            AuthInterceptor(Authenticator(node.store, now=node.now)),
+            AuthInterceptor(Authenticator(node.store, now=node.now), by_certificate=by_certificate),
             # After auth: auth's handler wrapper sets the caller this one counts by.
             RateLimitInterceptor(node.config.limits),
         ],
@@ -282,6 +282,28 @@ async def start(node: Node, listen: str | None = None) -> RunningServer:
             "server.federation_listen",
         )
         servers.append(fed_server)
+        if node.config.client_cert_listen:
+            # Clients that authenticate with a certificate of this node's CA
+            # (no token): the same services as the main port, same roles.
+            cert_server = new_server(node, by_certificate=True)
+            registry_pb2_grpc.add_RegistryServiceServicer_to_server(
+                RegistryServicer(node.registry, origin, node.recognition, node.crossborder),
+                cert_server,
+            )
+            verification_pb2_grpc.add_VerificationServiceServicer_to_server(
+                VerificationServicer(
+                    node.verifier, node.crossborder, node.recognition, origin, node.now
+                ),
+                cert_server,
+            )
+            health_pb2_grpc.add_HealthServicer_to_server(health_servicer, cert_server)
+            _bind(
+                cert_server,
+                node.config.client_cert_listen,
+                _tls_credentials(files, files.read(files.ca_cert)),
+                "server.client_cert_listen",
+            )
+            servers.append(cert_server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
