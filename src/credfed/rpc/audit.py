@@ -27,6 +27,7 @@ from credfed import audit
 from credfed import logging as clog
 from credfed.models import Client, RoleKind
 from credfed.rpc.auth import current_caller
+from credfed.rpc.handlers import WrapperCache
 from credfed.rpc_tokens import hash_token
 from credfed.storage.base import Store
 
@@ -156,6 +157,7 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):
         self._country = country
         self._partners = partners
         self._actors: dict[str, _Actor] = {}
+        self._wrappers = WrapperCache()
 
     async def intercept_service(
         self,
@@ -167,6 +169,11 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):
         extract = AUDITED.get(method)
         if handler is None or extract is None:
             return handler
+        return self._wrappers.get(method, handler, lambda: self._wrap(handler, method, extract))
+
+    def _wrap(
+        self, handler: grpc.RpcMethodHandler, method: str, extract: Extract
+    ) -> grpc.RpcMethodHandler:
         action = method.rsplit("/", 1)[-1]
         des, ser = handler.request_deserializer, handler.response_serializer
         if handler.unary_unary:

@@ -22,6 +22,7 @@ from credfed.crypto.tls import certificate_digest
 from credfed.errors import PermissionDeniedError, UnauthenticatedError
 from credfed.models import Client, Role, RoleKind
 from credfed.rpc.errors import status_for
+from credfed.rpc.handlers import WrapperCache
 from credfed.rpc_tokens import TOKEN_PREFIX, hash_token
 from credfed.storage.base import Store
 
@@ -184,6 +185,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, authenticator: Authenticator, *, by_certificate: bool = False) -> None:
         self._auth = authenticator
         self._by_certificate = by_certificate
+        self._cache = WrapperCache()
 
     async def intercept_service(
         self,
@@ -196,7 +198,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return handler
         if method in METHOD_ROLES and METHOD_ROLES[method] is None:
             return handler
-        return _guarded(handler, method, self._auth, self._by_certificate)
+        return self._cache.get(
+            method, handler, lambda: _guarded(handler, method, self._auth, self._by_certificate)
+        )
 
 
 def _peer_certificate(context: Any) -> bytes:

@@ -42,6 +42,7 @@ import grpc
 from credfed import logging as clog
 from credfed.config import LimitSettings
 from credfed.rpc.auth import METHOD_ROLES, current_caller
+from credfed.rpc.handlers import WrapperCache
 from credfed.rpc.servicers import MAX_BATCH
 
 #: Trailing metadata of a refused call: milliseconds to wait before retrying.
@@ -154,6 +155,7 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
         self._buckets = TokenBuckets(max_buckets, clock)
         self._subscriptions: dict[str, int] = {}
         self._noted: dict[str, float] = {}
+        self._wrappers = WrapperCache()
 
     def subscriptions(self, key: str) -> int:
         """SubscribeLog calls ``key`` (``client:<id>``) holds now."""
@@ -169,7 +171,7 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or method.startswith(_UNLIMITED_PREFIX):
             return handler
         public = method in METHOD_ROLES and METHOD_ROLES[method] is None
-        return self._limited(handler, public, method)
+        return self._wrappers.get(method, handler, lambda: self._limited(handler, public, method))
 
     def _identity(self, context: Any, public: bool) -> tuple[str, str]:
         """The bucket key and the role whose settings apply."""

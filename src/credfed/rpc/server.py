@@ -22,6 +22,7 @@ from credfed.federation.sync import Replicator
 from credfed.node import Node
 from credfed.rpc.audit import AuditInterceptor
 from credfed.rpc.auth import Authenticator, AuthInterceptor
+from credfed.rpc.handlers import WrapperCache
 from credfed.rpc.limits import MAX_MESSAGE_BYTES
 from credfed.rpc.peerlink import GrpcPeerLink, PeerTls
 from credfed.rpc.ratelimit import RateLimitInterceptor, server_options
@@ -48,6 +49,9 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
     """One log line per call: method, outcome, duration. Requests and
     responses are never logged (they hold personal data)."""
 
+    def __init__(self) -> None:
+        self._cache = WrapperCache()
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -57,6 +61,9 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or (not handler.unary_unary and not handler.stream_unary):
             return handler
+        return self._cache.get(method, handler, lambda: self._wrap(handler, method))
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         inner = handler.unary_unary or handler.stream_unary
         factory = (
             grpc.unary_unary_rpc_method_handler
