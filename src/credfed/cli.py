@@ -413,6 +413,7 @@ def token_create(
         raise click.BadParameter(exc.message, param_hint=f"--{exc.field}") from None
     except CredfedError as exc:
         fail(str(exc))
+    _audit_local(config, "token create", [client.client_id])
     if as_json:
         data = {"token": value, **_client_json(client, client.created_at)}
         _emit(True, data, value)
@@ -460,7 +461,9 @@ def token_revoke(data_dir: Path, client_id: str, as_json: bool) -> None:
     try:
         client = asyncio.run(revoke_client(config, client_id))
     except CredfedError as exc:
+        _audit_local(config, "token revoke", [client_id], exc)
         fail(str(exc))
+    _audit_local(config, "token revoke", [client.client_id])
     who = f"client {client.client_id} ({client.role}, {client.name})"
     when = _moment(client.revoked_at)
     already = client.revoked_at is not None and client.revoked_at < before
@@ -744,6 +747,7 @@ def client_cert_create(  # noqa: PLR0917 - click passes each option as an argume
         )
     except CredfedError as exc:
         fail(str(exc))
+    _audit_local(config, "client-cert create", [client.client_id])
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(out_dir / "client.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -1497,7 +1501,9 @@ def _audit_local(
     from credfed import audit
     from credfed.rpc.errors import status_for
 
-    clean = audit.key_subject if action.startswith("key") else audit.country_subject
+    # Keys and clients are named by their ids; pairings by the partner's country.
+    by_id = action.startswith(("key", "token", "client-cert"))
+    clean = audit.key_subject if by_id else audit.country_subject
     entry = audit.local_entry(
         action,
         [clean(s) for s in subject],

@@ -237,3 +237,21 @@ def test_audit_verify_sees_a_doctored_subject_index(
     res = credfed("audit", "verify", "--data-dir", str(copy))
     assert res.code == 1
     assert "subject index lacks 'FR' of record 1" in res.err
+
+
+def test_token_and_client_certificate_changes_are_recorded(tmp_path: Path) -> None:
+    de = asyncio.run(init_node(tmp_path / "de", "DE", "127.0.0.1:0")).config.data_dir
+    d = ["--data-dir", str(de)]
+    made = credfed("token", "create", "--role", "verifier", "--name", "Bauer", "--json", *d)
+    assert made.code == 0, made.err
+    client_id = json.loads(made.out)["client_id"]
+    assert credfed("token", "revoke", client_id, *d).code == 0
+    assert credfed("token", "revoke", "0123456789abcdef", *d).code == 1
+    records = _lines(credfed("audit", "export", *d).out)
+    got = [(r.action, r.subject, r.outcome) for r in records]
+    assert got == [
+        ("token create", (client_id,), "OK"),
+        ("token revoke", (client_id,), "OK"),
+        ("token revoke", ("0123456789abcdef",), "NOT_FOUND"),
+    ]
+    assert audit.verify_chain(records) is None
