@@ -82,6 +82,10 @@ class Recognition:
         self._lock = asyncio.Lock()
         # Newest version of each rule, per deciding country (tombstones included).
         self._newest: dict[str, list[SignedRule]] = {}
+        # The same, by rule id, and the bare rules: built when a country's rules
+        # change, not on every verify that asks for a decision.
+        self._by_id: dict[str, dict[str, SignedRule]] = {}
+        self._rules: dict[str, list[Rule]] = {}
 
     async def load(self) -> None:
         for country in await self._store.recognition_countries():
@@ -89,9 +93,10 @@ class Recognition:
 
     async def _reload(self, country: str) -> None:
         stored = await self._store.current_recognition_rules(country)
-        self._newest[country] = [
-            SignedRule(decode_rule(s.envelope.payload), s.envelope) for s in stored
-        ]
+        newest = [SignedRule(decode_rule(s.envelope.payload), s.envelope) for s in stored]
+        self._newest[country] = newest
+        self._by_id[country] = {r.rule.rule_id: r for r in newest}
+        self._rules[country] = [r.rule for r in newest]
 
     # -- this node's own rules ---------------------------------------------------------
 
@@ -116,7 +121,7 @@ class Recognition:
         if len(set(ids)) != len(ids):
             raise ValidationError("rules", "a rule id appears twice")
         async with self._lock:
-            newest = {r.rule.rule_id: r.rule for r in self._newest.get(self.country, [])}
+            newest = {rid: r.rule for rid, r in self._by_id.get(self.country, {}).items()}
             now = self._clock()
             signed: list[SignedRule] = []
             for n, draft in enumerate(drafts):
@@ -215,13 +220,12 @@ class Recognition:
     def _decide(self, country: str, origin: str, q: Qualification, on: date) -> Decision:
         if country == origin:
             return Decision(country, DecisionOutcome.DOMESTIC)
-        rules = {r.rule.rule_id: r for r in self._newest.get(country, [])}
-        chosen = matching.decide([r.rule for r in rules.values()], origin, q, on)
+        chosen = matching.decide(self._rules.get(country, []), origin, q, on)
         if chosen is None:
             return Decision(country, DecisionOutcome.NO_RULE)
         return Decision(
             country,
             DecisionOutcome(chosen.outcome.value),
             chosen,
-            rules[chosen.rule_id].envelope,
+            self._by_id[country][chosen.rule_id].envelope,
         )
