@@ -38,6 +38,19 @@ def load_json_object(data: bytes) -> dict[str, object]:
     return value
 
 
+def field_problem(where: str, obj: dict[str, object], fields: frozenset[str]) -> str | None:
+    """What is wrong with ``obj``'s set of keys, if it is not exactly
+    ``fields``: the check every strict decoder of a signed document makes
+    first (a missing field is not defaulted, an unknown one not ignored)."""
+    missing = sorted(fields - obj.keys())
+    if missing:
+        return f"{where} lacks {', '.join(missing)}"
+    extra = sorted(k[:40] for k in obj.keys() - fields)
+    if extra:
+        return f"{where} has unknown fields {extra}"
+    return None
+
+
 def _reject_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
     obj: dict[str, object] = {}
     for key, value in pairs:

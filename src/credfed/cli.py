@@ -31,6 +31,7 @@ from credfed import config as cfg
 from credfed import logging as clog
 from credfed import validation
 from credfed.crypto.keys import SigningKey, VerifyingKey
+from credfed.crypto.tls import TlsFiles
 from credfed.errors import CredfedError, ValidationError
 from credfed.models import Client as ApiClient
 from credfed.models import CredentialDraft
@@ -146,7 +147,7 @@ def _client(  # noqa: PLR0917 - the remote options, one each
         if token is None and token_file.exists():
             token = token_file.read_text().strip()
         if roots is None and not config.plaintext:
-            roots = (config.tls_dir / "ca.pem").read_bytes()
+            roots = TlsFiles(config.tls_dir).ca_cert.read_bytes()
     if server is None:
         server = DEFAULT_LISTEN
     if client_cert is not None:
@@ -737,6 +738,7 @@ def client_cert_create(  # noqa: PLR0917 - click passes each option as an argume
     holder calls the node's client-certificate port (server.client_cert_listen)
     with it instead of a token. Revoke it with `credfed token revoke ID`."""
     from credfed.bootstrap import create_certificate_client
+    from credfed.files import write_private
 
     config = _load_config(data_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -748,12 +750,9 @@ def client_cert_create(  # noqa: PLR0917 - click passes each option as an argume
     except CredfedError as exc:
         fail(str(exc))
     _audit_local(config, "client-cert create", [client.client_id])
-    out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(out_dir / "client.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key_pem)
+    write_private(out_dir / "client.key", key_pem)
     (out_dir / "client.pem").write_bytes(cert_pem)
-    (out_dir / "ca.pem").write_bytes((config.tls_dir / "ca.pem").read_bytes())
+    (out_dir / "ca.pem").write_bytes(TlsFiles(config.tls_dir).ca_cert.read_bytes())
     _emit(
         as_json,
         {"client_id": client.client_id, "role": str(client.role), "out_dir": str(out_dir)},
@@ -773,14 +772,15 @@ def tls_rotate(data_dir: Path, as_json: bool) -> None:
     """New server and client certificates from the node's CA. A serving node
     uses them for new connections at once, without a restart; partners
     need nothing (they trust the CA from the descriptor)."""
-    from credfed.crypto.tls import TlsFiles, rotate_leaves, serial_of
+    from credfed.clock import utc_now
+    from credfed.crypto.tls import rotate_leaves, serial_of
 
     config = _load_config(data_dir)
     if config.plaintext:
         fail("this node runs in plaintext development mode: it has no certificates")
     files = TlsFiles(config.tls_dir)
     try:
-        rotate_leaves(files, config.node_id, config.country, list(config.tls_hostnames), _now())
+        rotate_leaves(files, config.node_id, config.country, list(config.tls_hostnames), utc_now())
         serial = serial_of(files.read(files.server_cert))
     except CredfedError as exc:
         fail(str(exc))
@@ -789,12 +789,6 @@ def tls_rotate(data_dir: Path, as_json: bool) -> None:
         {"server_certificate_serial": f"{serial:x}"},
         f"new certificates; server serial {serial:x}",
     )
-
-
-def _now() -> Any:
-    from credfed.clock import utc_now
-
-    return utc_now()
 
 
 @main.group()
@@ -1186,6 +1180,7 @@ def _public_keys(
 
 def _pinned_keys(data_dir: Path, own: str, country: str) -> dict[str, VerifyingKey] | None:
     """Every key of the partner descriptor this node pinned for ``country``."""
+    from credfed.federation.descriptor import all_keys
     from credfed.federation.peers import PeerDirectory
 
     try:
@@ -1194,7 +1189,7 @@ def _pinned_keys(data_dir: Path, own: str, country: str) -> dict[str, VerifyingK
         fail(str(exc))
     for p in peers:
         if p.descriptor.country == country:
-            return {k.key_id: k.public_key for k in p.descriptor.keys}
+            return all_keys(p.descriptor)
     return None
 
 

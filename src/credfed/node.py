@@ -10,6 +10,7 @@ from credfed.config import Config
 from credfed.crypto.keys import SigningKey, VerifyingKey
 from credfed.errors import NotFoundError, UnavailableError
 from credfed.federation.crossborder import CrossBorder, LookupAnswer
+from credfed.federation.descriptor import all_keys
 from credfed.federation.local import own_descriptor
 from credfed.federation.peers import PeerDirectory
 from credfed.federation.replica import Replicas
@@ -62,7 +63,7 @@ class Node:
 
         def keys_of(country: str) -> dict[str, VerifyingKey] | None:
             descriptor = replicas.trust.descriptor(country)
-            return None if descriptor is None else {k.key_id: k.public_key for k in descriptor.keys}
+            return None if descriptor is None else all_keys(descriptor)
 
         recognition = Recognition(store, key, config.country, now, keys_of)
         await recognition.load()

@@ -81,7 +81,7 @@ class Verifier:
             size = checkpoint.checkpoint.tree_size
             read = await self._store.get_credential_proof(
                 credential_id,
-                functools.partial(_proof_node_ids, size=size),
+                functools.partial(proof_node_ids, size=size),
             )
             if read is None or not _matches(read.credential, attribute):
                 raise NotFoundError(NOT_FOUND_MESSAGE)
@@ -152,10 +152,6 @@ def matches_record(record: Record, attribute: HolderAttribute) -> bool:
 
 
 def proof_node_ids(index: int, size: int) -> list[tuple[int, int]]:
-    return merkle.nodes_for_ranges(merkle.inclusion_proof_ranges(index, size))
-
-
-def _proof_node_ids(index: int, size: int) -> list[tuple[int, int]]:
     return merkle.nodes_for_ranges(merkle.inclusion_proof_ranges(index, size))
 
 

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import os
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -30,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from credfed.errors import ConfigError
+from credfed.files import write_atomically, write_private
 
 TLS_DIR = "tls"
 CA_YEARS = 10
@@ -108,7 +108,7 @@ def create_node_tls(
         )
         .sign(ca_key, hashes.SHA256())
     )
-    _write_private(files.ca_key, _key_pem(ca_key))
+    write_private(files.ca_key, _key_pem(ca_key))
     files.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     rotate_leaves(files, node_id, country, hostnames, now)
 
@@ -147,8 +147,8 @@ def rotate_leaves(
             )
         cert = builder.sign(ca_key, hashes.SHA256())
         # Key first: a reader that sees the new certificate finds its key.
-        _write_private(key_path, _key_pem(key))
-        _write_atomically(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+        write_private(key_path, _key_pem(key))
+        write_atomically(cert_path, cert.public_bytes(serialization.Encoding.PEM))
 
 
 def issue_client_certificate(
@@ -224,21 +224,3 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

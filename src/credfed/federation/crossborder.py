@@ -40,6 +40,7 @@ from credfed.errors import (
     UntrustedSignerError,
     ValidationError,
 )
+from credfed.federation.descriptor import all_keys
 from credfed.federation.replica import Replicas
 from credfed.lifecycle import effective_status
 from credfed.models import Envelope, SignedCheckpoint, StatusState
@@ -193,7 +194,7 @@ class CrossBorder:
             raise PreconditionError(f"{country} is no longer pinned")
         # Records carry no signing time; any key the origin ever listed (a
         # rotated-out key too) vouches for what it signed.
-        keys = {k.key_id: k.public_key for k in descriptor.keys}
+        keys = all_keys(descriptor)
         try:
             record = decode_record(verify_envelope(got.signed_record, keys, CREDENTIAL_TYPE))
         except (SignatureError, ValidationError) as exc:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
-from credfed.canonical import canonical_json, load_json_object
+from credfed.canonical import canonical_json, field_problem, load_json_object
 from credfed.crypto.envelope import DESCRIPTOR_TYPE, MAX_PAYLOAD, sign_envelope, verify_envelope
 from credfed.crypto.keys import RAW_KEY_SIZE, SigningKey, VerifyingKey, key_id_for
 from credfed.errors import (
@@ -170,6 +170,12 @@ def fingerprints_match(expected: str, envelope: Envelope) -> bool:
 
 
 # -- trust decisions ------------------------------------------------------------
+
+
+def all_keys(d: Descriptor) -> dict[str, VerifyingKey]:
+    """Every key ``d`` lists, rotated-out ones included: what may have signed
+    an undated statement (a credential record, a recognition rule)."""
+    return {k.key_id: k.public_key for k in d.keys}
 
 
 def keys_at(d: Descriptor, moment: datetime) -> dict[str, VerifyingKey]:
@@ -338,12 +344,9 @@ def _decode_key(value: object) -> KeyEntry:
 
 
 def _exact_fields(where: str, obj: dict[str, object], fields: frozenset[str]) -> None:
-    missing = sorted(fields - obj.keys())
-    if missing:
-        _fail(f"{where} lacks {', '.join(missing)}")
-    extra = sorted(k[:40] for k in obj.keys() - fields)
-    if extra:
-        _fail(f"{where} has unknown fields {extra}")
+    problem = field_problem(where, obj, fields)
+    if problem is not None:
+        _fail(problem)
 
 
 def _str(obj: dict[str, object], name: str) -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NoReturn
 
-from credfed.canonical import canonical_json, load_json_object
+from credfed.canonical import canonical_json, field_problem, load_json_object
 from credfed.crypto.envelope import CHECKPOINT_TYPE
 from credfed.crypto.keys import SIGNATURE_SIZE, VerifyingKey
 from credfed.errors import (
@@ -217,12 +217,9 @@ def _fail(message: str) -> NoReturn:
 
 
 def _exact_fields(where: str, obj: dict[str, object], fields: frozenset[str]) -> None:
-    missing = sorted(fields - obj.keys())
-    if missing:
-        _fail(f"{where} lacks {', '.join(missing)}")
-    extra = sorted(k[:40] for k in obj.keys() - fields)
-    if extra:
-        _fail(f"{where} has unknown fields {extra}")
+    problem = field_problem(where, obj, fields)
+    if problem is not None:
+        _fail(problem)
 
 
 def _str(value: object, name: str) -> str:

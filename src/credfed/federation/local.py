@@ -4,10 +4,8 @@ pairing (``credfed peer export``)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 
 from credfed.config import CONFIG_FILE, KEY_DIR, Config
 from credfed.crypto.envelope import envelope_from_json, envelope_to_json
@@ -20,6 +18,7 @@ from credfed.federation.descriptor import (
     rotate,
     sign_descriptor,
 )
+from credfed.files import write_atomically
 from credfed.models import Envelope
 
 DESCRIPTOR_FILE = "descriptor.json"
@@ -44,7 +43,7 @@ def own_descriptor(config: Config, key: SigningKey, now: datetime) -> Envelope:
         issued_at=now,
     )
     envelope = sign_descriptor(key, descriptor)
-    _write_atomically(path, envelope_to_json(envelope))
+    write_atomically(path, envelope_to_json(envelope))
     return envelope
 
 
@@ -53,12 +52,6 @@ def _endpoints(config: Config) -> tuple[str, ...]:
     development the one port. A port-0 node (tests) has none to publish."""
     endpoint = config.listen if config.plaintext else config.federation_listen
     return () if endpoint.endswith(":0") else (endpoint,)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def rotate_key(config: Config, now: datetime) -> tuple[Config, Envelope]:
@@ -82,6 +75,6 @@ def rotate_key(config: Config, now: datetime) -> tuple[Config, Envelope]:
     # Two renames, not one atomic step: a crash between them leaves the
     # configuration naming the old key, which the new descriptor retires at
     # ``now``; pointing keys.signing_key at the newest key file finishes it.
-    _write_atomically(config.data_dir / DESCRIPTOR_FILE, envelope_to_json(envelope))
-    _write_atomically(config.data_dir / CONFIG_FILE, rotated.to_toml().encode())
+    write_atomically(config.data_dir / DESCRIPTOR_FILE, envelope_to_json(envelope))
+    write_atomically(config.data_dir / CONFIG_FILE, rotated.to_toml().encode())
     return rotated, envelope

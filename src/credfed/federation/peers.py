@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from credfed.config import split_host_port
 from credfed.crypto.envelope import envelope_from_json, envelope_to_json
 from credfed.errors import AlreadyExistsError, ConfigError, NotFoundError, ValidationError
 from credfed.federation.descriptor import Descriptor, decode_descriptor, fingerprint, pin_descriptor
+from credfed.files import write_atomically, write_private
 from credfed.ids import is_country_code
 from credfed.models import Envelope
 from credfed.rpc_tokens import TOKEN_PREFIX
@@ -82,9 +82,7 @@ class PeerDirectory:
                 f"{descriptor.country}' first to replace it"
             )
         self._dir.mkdir(mode=0o700, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(envelope_to_json(envelope))
-        os.replace(tmp, path)  # a partner is pinned completely or not at all
+        write_atomically(path, envelope_to_json(envelope))  # pinned completely or not at all
         if link is not None:
             self._write_link(link)
         return Peer(descriptor, envelope)
@@ -111,7 +109,7 @@ class PeerDirectory:
         country = decode_descriptor(envelope.payload).country
         if not self._path(country).exists():
             raise NotFoundError(f"no partner of country {country} is pinned")
-        _write_private(self._path(country), envelope_to_json(envelope))
+        write_private(self._path(country), envelope_to_json(envelope))
 
     def set_link(self, country: str, token: str, endpoint: str | None = None) -> Link:
         """Link a pinned partner: ``token`` is the ``peer`` token its operator
@@ -125,7 +123,7 @@ class PeerDirectory:
 
     def _write_link(self, link: Link) -> None:
         data = {"endpoint": link.endpoint, "token": link.token}
-        _write_private(self._link_path(link.country), json.dumps(data).encode())
+        write_private(self._link_path(link.country), json.dumps(data).encode())
 
     def links(self) -> builtins.list[Link]:
         out = []
@@ -143,15 +141,6 @@ class PeerDirectory:
         if not is_country_code(country):
             raise ValidationError("country", f"{country!r} is not a two-letter country code")
         return self._dir / f"{country}.json"
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(mode=0o700, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def _link(descriptor: Descriptor, token: str, endpoint: str | None) -> Link:

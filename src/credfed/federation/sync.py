@@ -25,7 +25,6 @@ import structlog
 from credfed.clock import Clock
 from credfed.errors import (
     CredfedError,
-    DescriptorRollbackError,
     EquivocationError,
     ForkedOriginError,
     NotFoundError,
@@ -244,7 +243,7 @@ class Replicator:
                 log.info("federation.descriptor_unavailable", origin=origin, via=link.name)
             self._state(origin).last_error = str(exc)
             return False
-        except (DescriptorRollbackError, TrustError) as exc:
+        except TrustError as exc:  # rollback, untrusted signer, mismatch
             log.warning(
                 "federation.descriptor_refused", origin=origin, via=link.name, reason=str(exc)
             )

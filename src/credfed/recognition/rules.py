@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Final, NoReturn, TypeVar
 
 from credfed import validation
-from credfed.canonical import canonical_json, load_json_object
+from credfed.canonical import canonical_json, field_problem, load_json_object
 from credfed.codelists import is_isco_code
 from credfed.crypto.envelope import MAX_PAYLOAD, sign_envelope, verify_envelope
 from credfed.crypto.keys import SigningKey, VerifyingKey
@@ -479,12 +479,9 @@ def _fail(message: str) -> NoReturn:
 
 
 def _exact_fields(where: str, obj: dict[str, object], fields: frozenset[str]) -> None:
-    missing = sorted(fields - obj.keys())
-    if missing:
-        _fail(f"{where} lacks {', '.join(missing)}")
-    extra = sorted(k[:40] for k in obj.keys() - fields)
-    if extra:
-        _fail(f"{where} has unknown fields {extra}")
+    problem = field_problem(where, obj, fields)
+    if problem is not None:
+        _fail(problem)
 
 
 def _obj(obj: dict[str, object], name: str) -> dict[str, object]:
