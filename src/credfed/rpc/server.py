@@ -127,10 +127,6 @@ class RunningServer:
         if self.audit is not None:
             await self.audit.stop()  # the calls answered during the grace included
 
-    @property
-    def server(self) -> grpc.aio.Server:
-        return self.servers[0]
-
 
 async def _heartbeats(node: Node) -> None:
     """Re-sign the unchanged log every checkpoint_interval (see Node.heartbeat)."""
