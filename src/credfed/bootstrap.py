@@ -36,6 +36,7 @@ async def init_node(
     federation_listen: str = "",
     hostnames: tuple[str, ...] = (),
     client_cert_listen: str = "",
+    metrics_listen: str = "",
 ) -> Initialised:
     """Create key (0600), configuration, database and an admin token (0600);
     with ``plaintext=False`` also the node's CA and TLS certificates.
@@ -43,7 +44,14 @@ async def init_node(
     The Python default is plaintext (loopback development and tests); the
     ``credfed init`` command defaults to TLS."""
     config, key_id = _create_files(
-        data_dir, country, listen, plaintext, federation_listen, hostnames, client_cert_listen
+        data_dir,
+        country,
+        listen,
+        plaintext,
+        federation_listen,
+        hostnames,
+        client_cert_listen,
+        metrics_listen,
     )
     token = await add_client(config, "admin", "node administrator")
     token_path = data_dir / cfg.ADMIN_TOKEN_FILE
@@ -59,6 +67,7 @@ def _create_files(  # noqa: PLR0917 - init_node's options, passed through
     federation_listen: str,
     hostnames: tuple[str, ...],
     client_cert_listen: str = "",
+    metrics_listen: str = "",
 ) -> tuple[cfg.Config, str]:
     country = country.strip().upper()
     if not ids.is_country_code(country):
@@ -74,6 +83,8 @@ def _create_files(  # noqa: PLR0917 - init_node's options, passed through
         hostnames = hostnames or _default_hostnames(listen)
     elif client_cert_listen:
         raise ValidationError("client_cert_listen", "needs TLS (not with --plaintext-dev)")
+    if metrics_listen:
+        cfg.split_host_port(metrics_listen, "metrics.listen")
     if (data_dir / cfg.CONFIG_FILE).exists():
         raise AlreadyExistsError(f"{data_dir} already holds a node ({cfg.CONFIG_FILE} exists)")
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -92,6 +103,7 @@ def _create_files(  # noqa: PLR0917 - init_node's options, passed through
         federation_listen="" if plaintext else federation_listen,
         tls_hostnames=() if plaintext else hostnames,
         client_cert_listen=client_cert_listen,
+        metrics_listen=metrics_listen,
     )
     if not plaintext:
         create_node_tls(

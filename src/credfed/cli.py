@@ -202,10 +202,17 @@ def _load_config(data_dir: Path) -> cfg.Config:
 
 
 @click.group()
-@click.option("--log-level", default="info", show_default=True, envvar="CREDFED_LOG_LEVEL")
-def main(log_level: str) -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(cfg.LOG_LEVELS, case_sensitive=False),
+    envvar="CREDFED_LOG_LEVEL",
+    help="debug, info, warning or error (default: the node's log.level, else info).",
+)
+@click.pass_context
+def main(ctx: click.Context, log_level: str | None) -> None:
     """credfed: a country node of the federation of vocational credential registries."""
-    clog.configure(log_level)
+    ctx.obj = log_level
+    clog.configure(log_level or "info")
 
 
 # -- local commands -------------------------------------------------------------------
@@ -230,6 +237,11 @@ def main(log_level: str) -> None:
     help="HOST:PORT where clients may authenticate with a certificate instead of a token.",
 )
 @click.option(
+    "--metrics-listen",
+    default="",
+    help="HOST:PORT for Prometheus metrics over HTTP (default: no metrics endpoint).",
+)
+@click.option(
     "--plaintext-dev",
     is_flag=True,
     help="No TLS: loopback development only (one port for everything).",
@@ -242,6 +254,7 @@ def init(  # noqa: PLR0917 - click passes each option as an argument
     federation_listen: str,
     hostnames: tuple[str, ...],
     client_cert_listen: str,
+    metrics_listen: str,
     plaintext_dev: bool,
     as_json: bool,
 ) -> None:
@@ -263,6 +276,7 @@ def init(  # noqa: PLR0917 - click passes each option as an argument
                 federation_listen=federation_listen,
                 hostnames=hostnames,
                 client_cert_listen=client_cert_listen,
+                metrics_listen=metrics_listen,
             )
         )
     except ValidationError as exc:
@@ -278,6 +292,7 @@ def init(  # noqa: PLR0917 - click passes each option as an argument
             "listen": listen,
             "federation_listen": done.config.federation_listen,
             "tls": not done.config.plaintext,
+            "metrics_listen": done.config.metrics_listen,
             "admin_token_file": str(done.admin_token_file),
         },
         f"initialised node {done.config.node_id} ({done.config.country}) in {data_dir}\n"
@@ -293,10 +308,27 @@ def init(  # noqa: PLR0917 - click passes each option as an argument
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write the bound port here once serving (for port 0).",
 )
-def serve(data_dir: Path, listen: str | None, port_file: Path | None) -> None:
+@click.option(
+    "--allow-unverified-restore",
+    is_flag=True,
+    help="A restored node: start even if a linked partner cannot be asked about its log.",
+)
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    data_dir: Path,
+    listen: str | None,
+    port_file: Path | None,
+    allow_unverified_restore: bool,
+) -> None:
     """Serve the node until SIGTERM or SIGINT."""
     config = _load_config(data_dir)
+    # The command line's --log-level wins over the node's [log] settings.
+    as_json = {"json": True, "console": False}.get(config.log_format)
+    clog.configure(ctx.obj or config.log_level, json=as_json)
     try:
+        # A restored node signs nothing before its partners' copies are checked.
+        asyncio.run(_check_restored(config, allow_unverified_restore))
         asyncio.run(_serve(config, listen, port_file))
     except CredfedError as exc:
         fail(str(exc))
@@ -322,6 +354,46 @@ async def _serve(config: cfg.Config, listen: str | None, port_file: Path | None)
         await running.stop(grace=5.0)
     finally:
         await node.close()
+
+
+@main.group("config")
+def config_group() -> None:
+    """The node's configuration (credfed.toml, CREDFED_<SECTION>_<NAME> variables)."""
+
+
+@config_group.command("check")
+@_node_dir
+@click.option("--json", "as_json", is_flag=True)
+def config_check(data_dir: Path, as_json: bool) -> None:
+    """Validate the configuration as `credfed serve` would read it (file and
+    environment), and the files the node needs: keys, TLS, database.
+
+    Every setting NAME of [SECTION] may be overridden by the variable
+    CREDFED_<SECTION>_<NAME> (e.g. CREDFED_LIMITS_RATE, CREDFED_METRICS_LISTEN);
+    an entry of a table by CREDFED_<SECTION>_<TABLE>_<KEY> (e.g.
+    CREDFED_LIMITS_RATE_BY_ROLE_VERIFIER, CREDFED_FEDERATION_MAX_STALENESS_BY_ORIGIN_FR).
+    """
+    from credfed.configcheck import check_files
+
+    config = _load_config(data_dir)
+    try:
+        checked = check_files(config)
+    except CredfedError as exc:
+        fail(str(exc))
+    overridden = "".join(f"\n  {s} = {v}" for s, v in sorted(config.sources.items()))
+    _emit(
+        as_json,
+        {
+            "ok": True,
+            "config_file": str(data_dir / cfg.CONFIG_FILE),
+            "settings": config.to_dict(),
+            "environment": config.sources,
+            "checked": checked,
+        },
+        f"ok: {data_dir / cfg.CONFIG_FILE} ({config.country}, {config.node_id})\n"
+        + "".join(f"  {line}\n" for line in checked)
+        + ("set by the environment:" + overridden if overridden else "no environment overrides"),
+    )
 
 
 @main.group()
@@ -693,6 +765,141 @@ def status(data_dir: Path, as_json: bool) -> None:
         lines.append("  none pinned")
     lines.append("alarms:" + ("".join(f"\n  {a}" for a in report["alarms"]) or " none"))
     _emit(as_json, report, "\n".join(lines))
+
+
+@main.command()
+@_node_dir
+@click.option("--service", default="", help="A service's full name (default: the node as a whole).")
+@click.option(
+    "--timeout",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True, max=300),
+    help="Deadline, seconds.",
+)
+@click.option("--json", "as_json", is_flag=True)
+def health(data_dir: Path, service: str, timeout: float, as_json: bool) -> None:
+    """Ask the node serving this data directory whether it is SERVING
+    (grpc.health.v1 Check on server.listen): exit 0 if so, else 1. For
+    container and orchestrator probes; needs no token."""
+    from grpc_health.v1 import health_pb2
+
+    config = _load_config(data_dir)
+    target, server_name = _health_target(config)
+    roots = None
+    if not config.plaintext:
+        try:
+            roots = TlsFiles(config.tls_dir).ca_cert.read_bytes()
+        except OSError as exc:
+            fail(f"{exc.filename}: {exc.strerror} (the node's CA certificate)")
+    name = f"service {service}" if service else "the node"
+    with Client(target, None, timeout, roots, server_name=server_name) as client:
+        try:
+            res = client.call(client.health.Check, health_pb2.HealthCheckRequest(service=service))
+        except grpc.RpcError as exc:
+            code = exc.code().name if isinstance(exc, grpc.Call) else "RPC"
+            details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+            if code == "NOT_FOUND":
+                details = "the node has no such service"
+            if as_json:
+                _emit(True, {"service": service, "target": target, "error": code}, "")
+            fail(f"health of {name} at {target}: {code}: {details or 'no details'}")
+    status_name = health_pb2.HealthCheckResponse.ServingStatus.Name(res.status)
+    _emit(
+        as_json,
+        {"service": service, "target": target, "status": status_name},
+        f"{name} at {target}: {status_name}",
+    )
+    if res.status != health_pb2.HealthCheckResponse.SERVING:
+        fail(f"health of {name} at {target}: {status_name}")
+
+
+def _health_target(config: cfg.Config) -> tuple[str, str | None]:
+    """Where this machine reaches the node's main port, and the name its
+    certificate must carry when that address is not one of its names."""
+    try:
+        host, port = cfg.split_host_port(config.listen)
+    except CredfedError as exc:
+        fail(str(exc))
+    if port == 0:
+        fail(f"server.listen: {config.listen} has no fixed port to check")
+    # A wildcard bind is reached on loopback, of the same address family.
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 - compared
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if config.plaintext or host in config.tls_hostnames or not config.tls_hostnames:
+        return target, None
+    return target, config.tls_hostnames[0]
+
+
+@main.command()
+@_node_dir
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The backup directory to create (must not exist).",
+)
+@click.option("--json", "as_json", is_flag=True)
+def backup(data_dir: Path, out: Path, as_json: bool) -> None:
+    """Copy the node (database, configuration, keys, TLS, partners, admin
+    token) to a new directory, consistently, while it serves; then check
+    the copy. The backup holds secrets: it is created mode 0700."""
+    from credfed import backup as bk
+    from credfed.clock import utc_now
+
+    try:
+        done = bk.create_backup(data_dir, out, utc_now())
+    except CredfedError as exc:
+        fail(str(exc))
+    _emit(
+        as_json,
+        {**done.to_dict(), "integrity": "ok"},
+        f"backup of {done.country} ({done.node_id}) written to {out}: {done.files} files, "
+        f"{done.bytes} bytes\nlog size {done.log.size}, root {done.log.root.hex()}; "
+        "integrity ok, log matches its signed checkpoint",
+    )
+
+
+@main.command()
+@click.argument("backup_dir", metavar="BACKUP", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--data-dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The new data directory (absent or empty).",
+)
+@click.option("--json", "as_json", is_flag=True)
+def restore(backup_dir: Path, data_dir: Path, as_json: bool) -> None:
+    """Verify a backup and restore it into a new data directory. The next
+    'credfed serve' asks the linked partners about the log before signing."""
+    from credfed import backup as bk
+
+    try:
+        done = bk.restore_backup(backup_dir, data_dir)
+    except CredfedError as exc:
+        fail(str(exc))
+    _emit(
+        as_json,
+        {**done.to_dict(), "data_dir": str(data_dir), "restore_pending": True},
+        f"restored {done.country} ({done.node_id}) from the backup of {done.created_at} "
+        f"into {data_dir}\nlog size {done.log.size}, root {done.log.root.hex()}\n"
+        "'credfed serve' will check the partners' copies of the log before signing",
+    )
+
+
+async def _check_restored(config: cfg.Config, allow_unverified: bool) -> None:
+    from credfed import backup as bk
+
+    if bk.restore_pending(config.data_dir) is None:
+        return
+    from credfed.node import Node
+    from credfed.rpc.restored import check_restored
+
+    node = await Node.open(config)
+    try:
+        await check_restored(node, allow_unverified=allow_unverified)
+    finally:
+        await node.close()
 
 
 @main.command()

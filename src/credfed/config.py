@@ -1,12 +1,20 @@
 """Node configuration: one TOML file in the data directory, written by
-``credfed init``; a few settings may be overridden by environment variables
-(``CREDFED_LISTEN``). Validated on load, errors name the setting."""
+``credfed init``. Every setting may be overridden by an environment variable
+named after it: ``limits.rate`` by ``CREDFED_LIMITS_RATE``, an entry of a
+table such as ``limits.rate_by_role.verifier`` by
+``CREDFED_LIMITS_RATE_BY_ROLE_VERIFIER`` (see :data:`SETTINGS`).
+
+Precedence: environment, then file, then default. Everything is validated
+on load and an error names the setting (and the variable, if one set it).
+An unknown setting, in the file or in a ``CREDFED_<SECTION>_…`` variable,
+is an error too: a typo must not silently leave the default in force."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -232,6 +240,10 @@ def _limits(raw: object) -> LimitSettings:
     return LimitSettings(**values, rate_by_role=rates, burst_by_role=bursts)  # type: ignore[arg-type]
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "json", "console")
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     data_dir: Path
@@ -249,6 +261,16 @@ class Config:
     #: TLS mode, optional: clients authenticate with a certificate of this
     #: node's CA here instead of a token (``credfed client-cert create``).
     client_cert_listen: str = ""
+    #: Prometheus metrics over plain HTTP on this HOST:PORT; empty: none.
+    #: Unauthenticated (metrics hold no personal data): bind it where only
+    #: the monitoring system reaches it.
+    metrics_listen: str = ""
+    #: Log level (``debug`` logs every successful call) and format
+    #: (``auto``: JSON lines unless stderr is a terminal).
+    log_level: str = "info"
+    log_format: str = "auto"
+    #: Where each overridden setting came from (``CREDFED_…``); not compared.
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def db_path(self) -> Path:
@@ -262,26 +284,26 @@ class Config:
     def tls_dir(self) -> Path:
         return self.data_dir / TLS_DIR
 
+    def to_dict(self) -> dict[str, dict[str, object]]:
+        """The settings as the file holds them (sections of :data:`SETTINGS`)."""
+        server: dict[str, object] = {"listen": self.listen, "plaintext": self.plaintext}
+        if not self.plaintext:
+            server["federation_listen"] = self.federation_listen
+        if self.client_cert_listen:
+            server["client_cert_listen"] = self.client_cert_listen
+        return {
+            "node": {"country": self.country, "node_id": self.node_id},
+            "server": server,
+            **({"tls": {"hostnames": list(self.tls_hostnames)}} if not self.plaintext else {}),
+            "keys": {"signing_key": self.signing_key},
+            "federation": self.federation.to_dict(),
+            "limits": self.limits.to_dict(),
+            "metrics": {"listen": self.metrics_listen},
+            "log": {"level": self.log_level, "format": self.log_format},
+        }
+
     def to_toml(self) -> str:
-        return tomli_w.dumps(
-            {
-                "node": {"country": self.country, "node_id": self.node_id},
-                "server": {
-                    "listen": self.listen,
-                    "plaintext": self.plaintext,
-                    **({"federation_listen": self.federation_listen} if not self.plaintext else {}),
-                    **(
-                        {"client_cert_listen": self.client_cert_listen}
-                        if self.client_cert_listen
-                        else {}
-                    ),
-                },
-                **({"tls": {"hostnames": list(self.tls_hostnames)}} if not self.plaintext else {}),
-                "keys": {"signing_key": self.signing_key},
-                "federation": self.federation.to_dict(),
-                "limits": self.limits.to_dict(),
-            }
-        )
+        return tomli_w.dumps(self.to_dict())
 
 
 def split_host_port(listen: str, setting: str = "server.listen") -> tuple[str, int]:
@@ -310,7 +332,141 @@ def check_listen(listen: str, plaintext: bool, setting: str = "server.listen") -
         )
 
 
-def load(data_dir: Path) -> Config:
+#: Every setting: (section, name) -> its kind. The kind says how an
+#: environment variable's text is read; ranges are checked by the section's
+#: validator, the same way for the file and the environment.
+#: ``table:<kind>``: a table of per-origin / per-role values of that kind.
+SETTINGS: dict[tuple[str, str], str] = {
+    ("node", "country"): "str",
+    ("node", "node_id"): "str",
+    ("server", "listen"): "str",
+    ("server", "plaintext"): "bool",
+    ("server", "federation_listen"): "str",
+    ("server", "client_cert_listen"): "str",
+    ("tls", "hostnames"): "list",
+    ("keys", "signing_key"): "str",
+    **{("federation", name): "number" for name in _SECONDS},
+    ("federation", "record_cache_max"): "int",
+    ("federation", "max_staleness_by_origin"): "table:number",
+    **{("limits", name): "number" for name in (*_LIMIT_SECONDS, "rate")},
+    ("limits", "burst"): "int",
+    ("limits", "max_subscriptions_per_client"): "int",
+    ("limits", "rate_by_role"): "table:number",
+    ("limits", "burst_by_role"): "table:int",
+    ("metrics", "listen"): "str",
+    ("log", "level"): "str",
+    ("log", "format"): "str",
+}
+SECTIONS = tuple(dict.fromkeys(section for section, _ in SETTINGS))
+_REQUIRED = (
+    ("node", "country"),
+    ("node", "node_id"),
+    ("server", "listen"),
+    ("keys", "signing_key"),
+)
+_ENV_PREFIX = "CREDFED_"
+
+
+def env_name(section: str, name: str = "", key: str = "") -> str:
+    """The variable overriding a setting (``key``: an entry of a table)."""
+    return "_".join(filter(None, (_ENV_PREFIX + section, name, key))).upper()
+
+
+def _env_value(text: str, kind: str, setting: str, var: str) -> object:
+    """An environment variable's text as the setting's kind. A value that is
+    not of the kind is kept as text, so the validator reports it by name."""
+    text = text.strip()
+    if kind == "str":
+        return text
+    if kind == "list":
+        return [item.strip() for item in text.split(",") if item.strip()]
+    if kind == "bool":
+        lowered = text.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{setting} (set by {var}): {text!r} is not true or false")
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    if kind == "number":
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _apply_environment(raw: dict[str, object], environ: Mapping[str, str]) -> dict[str, str]:
+    """Overlay ``CREDFED_<SECTION>_…`` variables on the file's settings;
+    returns setting -> variable for each one applied."""
+    sources: dict[str, str] = {}
+    tables = {
+        env_name(section, name) + "_": (section, name, kind.removeprefix("table:"))
+        for (section, name), kind in SETTINGS.items()
+        if kind.startswith("table:")
+    }
+    for var in sorted(environ):
+        section = next((s for s in SECTIONS if var.startswith(env_name(s) + "_")), None)
+        if section is None:
+            continue  # CREDFED_TOKEN, CREDFED_DATA_DIR …: the command line's, not settings
+        text = environ[var]
+        table = raw.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{section}: must be a table")
+        simple = next(
+            (
+                (name, kind)
+                for (s, name), kind in SETTINGS.items()
+                if s == section and env_name(s, name) == var and not kind.startswith("table:")
+            ),
+            None,
+        )
+        if simple is not None:
+            name, kind = simple
+            setting = f"{section}.{name}"
+            table[name] = _env_value(text, kind, setting, var)
+            sources[setting] = var
+            continue
+        prefix = next((p for p in tables if var.startswith(p) and len(var) > len(p)), None)
+        if prefix is None:
+            raise ConfigError(f"{var}: no such setting (see 'credfed config check --help')")
+        _, name, kind = tables[prefix]
+        entry = var.removeprefix(prefix)
+        # Origins are country codes (upper case); roles are lower case.
+        key = entry.upper() if name == "max_staleness_by_origin" else entry.lower()
+        setting = f"{section}.{name}.{key}"
+        entries = table.setdefault(name, {})
+        if not isinstance(entries, dict):
+            raise ConfigError(f"{section}.{name}: must be a table")
+        entries[key] = _env_value(text, kind, setting, var)
+        sources[setting] = var
+    return sources
+
+
+def _check_known(raw: dict[str, object]) -> None:
+    for section, table in raw.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"{section}: unknown section (one of {', '.join(SECTIONS)})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{section}: must be a table")
+        for name in table:
+            if (section, name) not in SETTINGS:
+                raise ConfigError(f"{section}.{name}: unknown setting")
+
+
+def _text(raw: dict[str, dict[str, object]], section: str, name: str, default: str = "") -> str:
+    value = raw.get(section, {}).get(name, default)
+    if not isinstance(value, str):
+        raise ConfigError(f"{section}.{name}: must be text")
+    return value
+
+
+def load(data_dir: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """The node's configuration: the file, overridden by ``environ``
+    (default: the process environment), validated."""
     path = data_dir / CONFIG_FILE
     try:
         raw = tomllib.loads(path.read_text())
@@ -318,34 +474,74 @@ def load(data_dir: Path) -> Config:
         raise ConfigError(f"{path} not found: run 'credfed init' first") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    sources = _apply_environment(raw, os.environ if environ is None else environ)
     try:
-        node, server, keys = raw["node"], raw["server"], raw["keys"]
-        config = Config(
-            data_dir=data_dir,
-            country=str(node["country"]),
-            node_id=str(node["node_id"]),
-            listen=os.environ.get("CREDFED_LISTEN", str(server["listen"])),
-            plaintext=bool(server.get("plaintext", False)),
-            signing_key=str(keys["signing_key"]),
-            federation=_federation(raw.get("federation")),
-            limits=_limits(raw.get("limits")),
-            federation_listen=os.environ.get(
-                "CREDFED_FEDERATION_LISTEN", str(server.get("federation_listen", ""))
-            ),
-            tls_hostnames=tuple(str(h) for h in raw.get("tls", {}).get("hostnames", [])),
-            client_cert_listen=str(server.get("client_cert_listen", "")),
-        )
-    except (KeyError, TypeError) as exc:
-        raise ConfigError(f"{path}: missing setting {exc}") from None
+        return _validated(data_dir, raw, sources)
+    except ConfigError as exc:
+        # Name the variable when the bad value came from one.
+        setting, sep, problem = str(exc).partition(": ")
+        var = sources.get(setting)
+        if sep and var:
+            raise ConfigError(f"{setting} (set by {var}): {problem}") from None
+        raise
+
+
+def _validated(data_dir: Path, raw: dict[str, object], sources: dict[str, str]) -> Config:
+    _check_known(raw)
+    tables: dict[str, dict[str, object]] = {s: t for s, t in raw.items() if isinstance(t, dict)}
+    for section, name in _REQUIRED:
+        if name not in tables.get(section, {}):
+            raise ConfigError(f"{section}.{name}: missing setting")
+    plaintext = tables.get("server", {}).get("plaintext", False)
+    if not isinstance(plaintext, bool):
+        raise ConfigError("server.plaintext: must be true or false")
+    hostnames = tables.get("tls", {}).get("hostnames", [])
+    if not isinstance(hostnames, list) or not all(isinstance(h, str) and h for h in hostnames):
+        raise ConfigError("tls.hostnames: must be a list of names or addresses")
+    config = Config(
+        data_dir=data_dir,
+        country=_text(tables, "node", "country"),
+        node_id=_text(tables, "node", "node_id"),
+        listen=_text(tables, "server", "listen"),
+        plaintext=plaintext,
+        signing_key=_text(tables, "keys", "signing_key"),
+        federation=_federation(tables.get("federation")),
+        limits=_limits(tables.get("limits")),
+        federation_listen=_text(tables, "server", "federation_listen"),
+        tls_hostnames=tuple(hostnames),
+        client_cert_listen=_text(tables, "server", "client_cert_listen"),
+        metrics_listen=_text(tables, "metrics", "listen"),
+        log_level=_text(tables, "log", "level", "info").lower(),
+        log_format=_text(tables, "log", "format", "auto").lower(),
+        sources=sources,
+    )
     if not ids.is_country_code(config.country):
         raise ConfigError(f"node.country: {config.country!r} is not a two-letter country code")
+    if not config.node_id or len(config.node_id) > 64:
+        raise ConfigError("node.node_id: must be 1 to 64 characters")
+    if (
+        not config.signing_key
+        or Path(config.signing_key).is_absolute()
+        or (".." in Path(config.signing_key).parts)
+    ):
+        raise ConfigError("keys.signing_key: must be a path inside the data directory")
     check_listen(config.listen, config.plaintext)
     if not config.plaintext:
         if not config.federation_listen:
             raise ConfigError("server.federation_listen: required with TLS (HOST:PORT)")
         split_host_port(config.federation_listen, "server.federation_listen")
+        if not config.tls_hostnames:
+            raise ConfigError("tls.hostnames: required with TLS (the names clients connect to)")
     if config.client_cert_listen:
         if config.plaintext:
             raise ConfigError("server.client_cert_listen: needs TLS (plaintext = false)")
         split_host_port(config.client_cert_listen, "server.client_cert_listen")
+    if config.metrics_listen:
+        split_host_port(config.metrics_listen, "metrics.listen")
+    if config.log_level not in LOG_LEVELS:
+        raise ConfigError(f"log.level: {config.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+    if config.log_format not in LOG_FORMATS:
+        raise ConfigError(
+            f"log.format: {config.log_format!r} is not one of {', '.join(LOG_FORMATS)}"
+        )
     return config

@@ -223,7 +223,7 @@ async def test_plaintext_on_a_public_address_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Attack: a plaintext (development) node is made to listen on a public
-    address - by a command-line override or the ``CREDFED_LISTEN``
+    address - by a command-line override or the ``CREDFED_SERVER_LISTEN``
     environment variable. Defence: refused before anything listens
     (ConfigError naming the setting): plaintext is loopback only."""
     init = await init_node(tmp_path / "dev", "DE", "127.0.0.1:0")
@@ -233,6 +233,8 @@ async def test_plaintext_on_a_public_address_is_refused(
             await server.start(node, "0.0.0.0:0")
     finally:
         await node.close()
-    monkeypatch.setenv("CREDFED_LISTEN", "0.0.0.0:7443")
-    with pytest.raises(ConfigError, match=r"server\.listen: plaintext"):
+    monkeypatch.setenv("CREDFED_SERVER_LISTEN", "0.0.0.0:7443")
+    with pytest.raises(
+        ConfigError, match=r"server\.listen \(set by CREDFED_SERVER_LISTEN\): plaintext"
+    ):
         cfg.load(init.config.data_dir)

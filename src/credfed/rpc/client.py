@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2_grpc
 
 from credfed.v1 import registry_pb2_grpc, verification_pb2_grpc
 
@@ -23,12 +24,17 @@ class Client:
         *,
         certificate_chain: bytes | None = None,
         private_key: bytes | None = None,
+        server_name: str | None = None,
     ) -> None:
         """TLS when ``root_certificates`` (the node's CA certificate) is
         given, else plaintext (a node in loopback development mode). With a
         client certificate and key, the client authenticates by them (on the
-        node's client-certificate port) and sends no token."""
-        options = [("grpc.max_receive_message_length", 4 * 1024 * 1024)]
+        node's client-certificate port) and sends no token. ``server_name``:
+        the name to expect in the server certificate when ``target`` is an
+        address the certificate does not list (a node bound to 0.0.0.0)."""
+        options: list[tuple[str, object]] = [("grpc.max_receive_message_length", 4 * 1024 * 1024)]
+        if server_name is not None:
+            options.append(("grpc.ssl_target_name_override", server_name))
         if root_certificates is None:
             self._channel = grpc.insecure_channel(target, options=options)
         else:
@@ -42,6 +48,7 @@ class Client:
         self.timeout = timeout
         self.registry = registry_pb2_grpc.RegistryServiceStub(self._channel)
         self.verification = verification_pb2_grpc.VerificationServiceStub(self._channel)
+        self.health = health_pb2_grpc.HealthStub(self._channel)
 
     def call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
         return method(request, metadata=self._metadata, timeout=timeout or self.timeout)
