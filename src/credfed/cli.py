@@ -306,7 +306,13 @@ def init(  # noqa: PLR0917 - click passes each option as an argument
 @click.option(
     "--port-file",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Write the bound port here once serving (for port 0).",
+    help="Write the bound gRPC port here once serving (for port 0).",
+)
+@click.option(
+    "--metrics-port-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the bound port of the metrics endpoint (metrics.listen) here, "
+    "before --port-file.",
 )
 @click.option(
     "--allow-unverified-restore",
@@ -319,32 +325,43 @@ def serve(
     data_dir: Path,
     listen: str | None,
     port_file: Path | None,
+    metrics_port_file: Path | None,
     allow_unverified_restore: bool,
 ) -> None:
     """Serve the node until SIGTERM or SIGINT."""
     config = _load_config(data_dir)
+    if metrics_port_file is not None and not config.metrics_listen:
+        fail("--metrics-port-file: metrics.listen is not set, there is no metrics endpoint")
     # The command line's --log-level wins over the node's [log] settings.
     as_json = {"json": True, "console": False}.get(config.log_format)
     clog.configure(ctx.obj or config.log_level, json=as_json)
     try:
         # A restored node signs nothing before its partners' copies are checked.
         asyncio.run(_check_restored(config, allow_unverified_restore))
-        asyncio.run(_serve(config, listen, port_file))
+        asyncio.run(_serve(config, listen, port_file, metrics_port_file))
     except CredfedError as exc:
         fail(str(exc))
 
 
-async def _serve(config: cfg.Config, listen: str | None, port_file: Path | None) -> None:
+def _write_port(path: Path, port: int) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"{port}\n")
+    tmp.replace(path)  # a reader never sees it half-written
+
+
+async def _serve(
+    config: cfg.Config, listen: str | None, port_file: Path | None, metrics_port_file: Path | None
+) -> None:
     from credfed.node import Node
     from credfed.rpc import server
 
     node = await Node.open(config)
     try:
         running = await server.start(node, listen)
+        if metrics_port_file is not None:
+            _write_port(metrics_port_file, running.metrics_port)
         if port_file is not None:
-            tmp = port_file.with_suffix(".tmp")
-            tmp.write_text(f"{running.port}\n")
-            tmp.replace(port_file)
+            _write_port(port_file, running.port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -741,8 +758,10 @@ def _peer_dict(p: Any) -> dict[str, object]:
 @_node_dir
 @click.option("--json", "as_json", is_flag=True)
 def status(data_dir: Path, as_json: bool) -> None:
-    """This node's log, its partners' replicas (size, age of the newest
-    checkpoint) and alarms. Reads the data directory; works while serving."""
+    """This node at a glance: serving or not, its log, its partners, per
+    origin the replica size, lag (age of the newest checkpoint held) and
+    last contact, health, and alarms. Reads the data directory and what the
+    serving process publishes there; works whether the node runs or not."""
     from credfed.federation.status import node_status
 
     config = _load_config(data_dir)
@@ -750,21 +769,47 @@ def status(data_dir: Path, as_json: bool) -> None:
         report = asyncio.run(node_status(config))
     except CredfedError as exc:
         fail(str(exc))
+    _emit(as_json, report, _status_text(report))
+
+
+def _status_text(report: dict[str, Any]) -> str:
+    state = "serving" if report["serving"] else "NOT SERVING"
+    store = "store writable" if report["store_writable"] else "STORE NOT WRITABLE"
     lines = [
-        f"node {config.node_id} ({config.country}): log size {report['log_size']},"
-        f" checkpoint age {_age(report['checkpoint_age_seconds'])}",
-        "partners:",
+        f"node {report['node_id']} ({report['country']}): {state}, log size"
+        f" {report['log_size']}, checkpoint age {_age(report['checkpoint_age_seconds'])},"
+        f" {store}",
+        "peers:" + ("" if report["peers"] else " none pinned"),
     ]
+    for p in report["peers"]:
+        link = f"link {p['link']}" if p["link"] else "no link (relayed)"
+        lines.append(
+            f"  {p['country']}  {p['node_id']:<14} {link:<28} keys {len(p['key_ids'])}"
+            f"  fingerprint {p['fingerprint'][:16]}"
+        )
+    if report["origins"]:
+        lines.append(
+            f"  {'ORIGIN':<6} {'REPLICA':>9} {'SIGNED':>9} {'LAG':>8} {'CONTACT':>9}"
+            f"  {'VIA':<4} STATE"
+        )
     for o in report["origins"]:
         state = "FORKED" if o["forked"] else ("stale" if o["stale"] else "ok")
+        signed = "-" if o["checkpoint_size"] is None else o["checkpoint_size"]
         lines.append(
-            f"  {o['origin']}  {o['link'] or 'relayed':<22} replica {o['replica_size']:>8}"
-            f"  checkpoint age {_age(o['checkpoint_age_seconds']):>8}  {state}"
+            f"  {o['origin']:<6} {o['replica_size']:>9} {signed:>9}"
+            f" {_age(o['checkpoint_age_seconds']):>8} {_age(o['last_contact_age_seconds']):>9}"
+            f"  {o['last_contact_via'] or '-':<4} {state}"
         )
-    if not report["origins"]:
-        lines.append("  none pinned")
+    if report["health"]:
+        lines.append(
+            "health: "
+            + ", ".join(
+                f"{name.rsplit('.', 1)[-1]} {'SERVING' if h['serving'] else 'NOT_SERVING'}"
+                for name, h in sorted(report["health"].items())
+            )
+        )
     lines.append("alarms:" + ("".join(f"\n  {a}" for a in report["alarms"]) or " none"))
-    _emit(as_json, report, "\n".join(lines))
+    return "\n".join(lines)
 
 
 @main.command()
@@ -913,7 +958,7 @@ def purge(**kw: Any) -> None:
 
 
 def _age(seconds: object) -> str:
-    return "-" if seconds is None else f"{seconds}s"
+    return f"{seconds:.0f}s" if isinstance(seconds, int | float) else "-"
 
 
 @main.group("client-cert")

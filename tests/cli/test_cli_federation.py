@@ -63,10 +63,15 @@ async def test_link_errors_are_one_line_and_write_nothing(tmp_path: Path) -> Non
     assert isinstance(listed, list) and listed[0]["link"] == "127.0.0.1:7411"
     assert "x" * 43 not in credfed("peer", "list", *d).out  # never printed
 
-    # status works without a running node and reports no data yet.
+    # status works without a running node and reports no data yet; the one
+    # alarm is that the node is down (not a STALE line per partner).
     status = credfed("status", "--json", *d).json()
     assert isinstance(status, dict)
-    assert status["alarms"] == []
+    assert status["serving"] is False
+    assert status["alarms"] == [
+        "DOWN: the node is not serving (it has not served from this data directory)"
+    ]
+    assert [p["country"] for p in status["peers"]] == ["FR"]
     (fr_row,) = status["origins"]
     assert fr_row["origin"] == "FR" and fr_row["replica_size"] == 0
     assert fr_row["stale"] is True  # nothing received yet is not fresh

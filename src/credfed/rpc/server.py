@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from credfed import logging as clog
+from credfed import runstate
 from credfed.audit import AuditTrail
 from credfed.config import check_listen
 from credfed.crypto.tls import TlsFiles
@@ -22,8 +22,10 @@ from credfed.federation.sync import Replicator
 from credfed.node import Node
 from credfed.rpc.audit import AuditInterceptor
 from credfed.rpc.auth import Authenticator, AuthInterceptor
-from credfed.rpc.handlers import WrapperCache
+from credfed.rpc.healthmon import HealthMonitor
 from credfed.rpc.limits import MAX_MESSAGE_BYTES
+from credfed.rpc.metrics import Endpoint, Metrics
+from credfed.rpc.observe import ObserveInterceptor, in_task, started_in_task
 from credfed.rpc.peerlink import GrpcPeerLink, PeerTls
 from credfed.rpc.ratelimit import RateLimitInterceptor, server_options
 from credfed.rpc.servicers import FederationServicer, RegistryServicer, VerificationServicer
@@ -36,71 +38,12 @@ from credfed.v1 import (
     verification_pb2_grpc,
 )
 
-FEDERATION_SERVICE = federation_pb2.DESCRIPTOR.services_by_name["FederationService"].full_name
 SERVICE_NAMES = (
     registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
     verification_pb2.DESCRIPTOR.services_by_name["VerificationService"].full_name,
     federation_pb2.DESCRIPTOR.services_by_name["FederationService"].full_name,
 )
 log = clog.get("credfed.rpc")
-
-
-class AccessLogInterceptor(grpc.aio.ServerInterceptor):
-    """One log line per call: method, outcome, duration. Requests and
-    responses are never logged (they hold personal data)."""
-
-    def __init__(self) -> None:
-        self._cache = WrapperCache()
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or (not handler.unary_unary and not handler.stream_unary):
-            return handler
-        return self._cache.get(method, handler, lambda: self._wrap(handler, method))
-
-    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-        inner = handler.unary_unary or handler.stream_unary
-        factory = (
-            grpc.unary_unary_rpc_method_handler
-            if handler.unary_unary
-            else grpc.stream_unary_rpc_method_handler
-        )
-
-        async def logged(request: Any, context: Any) -> Any:
-            start = time.perf_counter()
-            crashed: str | None = None
-            try:
-                return await inner(request, context)
-            except grpc.aio.AbortError:
-                raise  # context.abort(): the status code says what happened
-            except Exception as exc:
-                # A bug: grpc answers UNKNOWN. Log the type only; a message
-                # may quote the request, which may hold personal data.
-                crashed = type(exc).__name__
-                raise
-            finally:
-                code = context.code()
-                name = code.name if isinstance(code, grpc.StatusCode) else "OK"
-                if crashed is not None:
-                    name = "UNKNOWN"
-                    log.error("rpc.crashed", method=method, exception=crashed)
-                # Successful calls at debug: at thousands of verifications a
-                # second, one log line each is a measurable share of the CPU.
-                # Changes are logged by the domain; failures here at info.
-                emit = log.debug if name == "OK" else log.info
-                emit(
-                    "rpc",
-                    method=method,
-                    code=name,
-                    ms=round((time.perf_counter() - start) * 1000, 2),
-                )
-
-        return factory(logged, handler.request_deserializer, handler.response_serializer)
 
 
 @dataclass(slots=True)
@@ -115,17 +58,30 @@ class RunningServer:
     log_server: LogServer
     #: Written out once the servers have stopped (see credfed.audit).
     audit: AuditTrail | None = None
+    #: Writes the run state `credfed status` reads (stopped=True at the end).
+    publish: Callable[[bool], None] | None = None
+    #: Keeps the health statuses (see credfed.rpc.healthmon).
+    monitor: HealthMonitor | None = None
+    #: The Prometheus endpoint (``[metrics] listen``), if any, and its port.
+    metrics: Endpoint | None = None
+    metrics_port: int = 0
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
+        if self.monitor is not None:
+            await self.monitor.stop()  # it would set nothing now anyway
         for task in self.tasks:
             task.cancel()
+        if self.publish is not None:
+            self.publish(True)
         await self.replicator.stop()
         await self.log_server.close()  # subscriptions end now, not after the grace
         for server in self.servers:
             await server.stop(grace)
         if self.audit is not None:
             await self.audit.stop()  # the calls answered during the grace included
+        if self.metrics is not None:
+            await self.metrics.stop()
 
 
 async def _heartbeats(node: Node) -> None:
@@ -137,6 +93,25 @@ async def _heartbeats(node: Node) -> None:
         except CredfedError as exc:  # a store hiccup must not end the heartbeat
             log.warning("heartbeat.failed", error=type(exc).__name__)
         await asyncio.sleep(max(0.05, interval / 4))
+
+
+def _publisher(node: Node, replicator: Replicator, ports: dict[str, int]) -> Callable[[bool], None]:
+    """Writes what only the serving process knows for `credfed status`."""
+
+    def publish(stopped: bool = False) -> None:
+        state = runstate.snapshot(node.now(), ports, replicator.states(), None, stopped)
+        try:
+            runstate.write(node.config.data_dir, state)
+        except OSError as exc:  # status shows the node as down; serving goes on
+            log.warning("runstate.write_failed", error=type(exc).__name__)
+
+    return publish
+
+
+async def _publishing(publish: Callable[[bool], None]) -> None:
+    while True:
+        publish(False)
+        await asyncio.sleep(runstate.INTERVAL)
 
 
 def connect(node: Node) -> Replicator:
@@ -219,18 +194,23 @@ def _tls_credentials(files: TlsFiles, client_roots: bytes | None) -> grpc.Server
     )
 
 
-def new_server(node: Node, *, by_certificate: bool = False) -> grpc.aio.Server:
+def new_server(
+    node: Node, *, by_certificate: bool = False, metrics: Metrics | None = None
+) -> grpc.aio.Server:
     """A server with the interceptors and limits every listener of a node has."""
     return grpc.aio.server(
         interceptors=[
-            AccessLogInterceptor(),
+            # First: the request id is bound before the others log (see observe).
+            ObserveInterceptor(metrics),
             # Before auth: calls auth refuses are audited too.
             AuditInterceptor(
                 node.audit, node.store, node.config.country, node.replicas.trust.origins
             ),
             AuthInterceptor(Authenticator(node.store, now=node.now), by_certificate=by_certificate),
             # After auth: auth's handler wrapper sets the caller this one counts by.
-            RateLimitInterceptor(node.config.limits),
+            RateLimitInterceptor(
+                node.config.limits, on_limited=metrics.rate_limited if metrics else None
+            ),
         ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -247,13 +227,17 @@ async def start(node: Node, listen: str | None = None) -> RunningServer:
     (tests pass 127.0.0.1:0); the bound port is returned."""
     address = listen or node.config.listen
     check_listen(address, node.config.plaintext)
-    server = new_server(node)
+    metrics = Metrics()  # one registry per node: tests run several in one process
+    server = new_server(node, metrics=metrics)
     origin = node.config.country
+    outcomes = metrics.verification(origin)
     registry_pb2_grpc.add_RegistryServiceServicer_to_server(
         RegistryServicer(node.registry, origin, node.recognition, node.crossborder), server
     )
     verification_pb2_grpc.add_VerificationServiceServicer_to_server(
-        VerificationServicer(node.verifier, node.crossborder, node.recognition, origin, node.now),
+        VerificationServicer(
+            node.verifier, node.crossborder, node.recognition, origin, node.now, outcomes=outcomes
+        ),
         server,
     )
     health_servicer = health.aio.HealthServicer()
@@ -272,7 +256,7 @@ async def start(node: Node, listen: str | None = None) -> RunningServer:
         # certificate issued by the CA of a partner this node pinned.
         files = TlsFiles(node.config.tls_dir)
         port = _bind(server, address, _tls_credentials(files, None), "server.listen")
-        fed_server = new_server(node)
+        fed_server = new_server(node, metrics=metrics)
         federation_pb2_grpc.add_FederationServiceServicer_to_server(
             FederationServicer(node), fed_server
         )
@@ -288,14 +272,19 @@ async def start(node: Node, listen: str | None = None) -> RunningServer:
         if node.config.client_cert_listen:
             # Clients that authenticate with a certificate of this node's CA
             # (no token): the same services as the main port, same roles.
-            cert_server = new_server(node, by_certificate=True)
+            cert_server = new_server(node, by_certificate=True, metrics=metrics)
             registry_pb2_grpc.add_RegistryServiceServicer_to_server(
                 RegistryServicer(node.registry, origin, node.recognition, node.crossborder),
                 cert_server,
             )
             verification_pb2_grpc.add_VerificationServiceServicer_to_server(
                 VerificationServicer(
-                    node.verifier, node.crossborder, node.recognition, origin, node.now
+                    node.verifier,
+                    node.crossborder,
+                    node.recognition,
+                    origin,
+                    node.now,
+                    outcomes=outcomes,
                 ),
                 cert_server,
             )
@@ -310,23 +299,34 @@ async def start(node: Node, listen: str | None = None) -> RunningServer:
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
+    # Before serving: a metrics port that cannot be bound leaves nothing running.
+    endpoint = metrics.serve(node.config.metrics_listen) if node.config.metrics_listen else None
     for s in servers:
         await s.start()
-    for name in ("", *SERVICE_NAMES):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-
-    async def fork_alarm(evidence: object = None) -> None:
-        # Replication of a forked origin has stopped: the federation service is
-        # degraded (`credfed status` names the origin); the rest serves on.
-        await health_servicer.set(FEDERATION_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
-
     replicator = connect(node)
-    replicator.alarms.append(fork_alarm)
-    if node.replicas.trust.forked_origins():
-        await fork_alarm()
+    # Owns the health statuses from here on (conditions and reasons: healthmon).
+    monitor = HealthMonitor(
+        health_servicer,
+        node.store,
+        node.replicas.trust,
+        own_country=origin,
+        federation=node.config.federation,
+        clock=node.now,
+    )
+    replicator.alarms.append(monitor.alarm)
+    replicator.alarms.append(metrics.fork_alarm)
+    metrics.watch(node, monitor.report)
+    # Background tasks log with task=... where calls log their request_id.
+    await started_in_task("health", monitor.start)
+    in_task("audit", node.audit.start)
     await node.heartbeat()
-    replicator.start()
-    tasks = [asyncio.ensure_future(_heartbeats(node))]
+    in_task("replicator", replicator.start)
+    ports = {"listen": port, "federation": federation_port}
+    publish = _publisher(node, replicator, ports)
+    tasks = [
+        in_task("heartbeat", asyncio.ensure_future, _heartbeats(node)),
+        in_task("runstate", asyncio.ensure_future, _publishing(publish)),
+    ]
     log.info(
         "server.started",
         country=origin,
@@ -336,6 +336,7 @@ async def start(node: Node, listen: str | None = None) -> RunningServer:
         services=len(SERVICE_NAMES),
         partners=len(node.replicas.trust.origins()),
         links=len(replicator.links()),
+        metrics_port=endpoint.port if endpoint else None,
     )
     return RunningServer(
         servers,
@@ -346,4 +347,8 @@ async def start(node: Node, listen: str | None = None) -> RunningServer:
         tasks,
         node.log_server,
         audit=node.audit,
+        publish=publish,
+        monitor=monitor,
+        metrics=endpoint,
+        metrics_port=endpoint.port if endpoint else 0,
     )

@@ -1,0 +1,69 @@
+"""Before a restored node signs anything: ask its linked partners what they
+hold of its log (:func:`credfed.backup.check_partners`), over the same
+links, with the same mutual TLS, that replication uses."""
+
+from __future__ import annotations
+
+from credfed import backup
+from credfed import logging as clog
+from credfed.crypto.tls import TlsFiles
+from credfed.errors import ConfigError
+from credfed.federation.descriptor import all_keys, decode_descriptor
+from credfed.federation.replica import LogSource
+from credfed.node import Node
+from credfed.rpc.peerlink import GrpcPeerLink, PeerTls
+
+log = clog.get("credfed.restore")
+
+
+async def check_restored(node: Node, *, allow_unverified: bool = False) -> None:
+    """If ``node`` was restored from a backup and not checked yet, compare
+    its log with every linked partner's copy; PreconditionError (nothing
+    signed, marker kept) if serving could fork the log, else clear the marker."""
+    if backup.restore_pending(node.config.data_dir) is None:
+        return
+    config = node.config
+    fed = config.federation
+    cas = {p.descriptor.country: p.descriptor.tls_ca_cert for p in node.peers.list()}
+    links: dict[str, GrpcPeerLink] = {}
+    try:
+        for link in node.peers.links():
+            links[link.country] = GrpcPeerLink(
+                link,
+                fed.call_timeout,
+                min(15.0, fed.checkpoint_interval),
+                _tls(node, cas, link.country),
+            )
+        sources: dict[str, LogSource] = dict(links)
+        views = await backup.check_partners(
+            config.country,
+            node.store,
+            all_keys(decode_descriptor(node.descriptor.payload)),
+            sources,
+            allow_unverified=allow_unverified,
+        )
+    finally:
+        for peer_link in links.values():
+            await peer_link.close()
+    size = await node.store.log_size()
+    for view in views:
+        log.info(
+            "restore.partner_checked",
+            partner=view.partner,
+            partner_size=view.size,
+            local_size=size,
+            problem=view.problem,
+        )
+    backup.clear_restore_marker(config.data_dir)
+    log.info("restore.verified", log_size=size, partners=len(views))
+
+
+def _tls(node: Node, cas: dict[str, str], country: str) -> PeerTls | None:
+    if node.config.plaintext:
+        return None
+    if not cas.get(country):
+        raise ConfigError(f"the pinned {country} descriptor carries no TLS CA: re-pair with it")
+    files = TlsFiles(node.config.tls_dir)
+    return PeerTls(
+        cas[country].encode(), files.read(files.client_key), files.read(files.client_cert)
+    )
