@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 BUF    := .tools/node_modules/.bin/buf
 PROTOS := $(wildcard proto/credfed/v1/*.proto)
 
-.PHONY: all install demo test test-only lint proto proto-check buf-lint bench clean
+.PHONY: all install demo test test-only lint proto proto-check buf-lint bench deploy-check clean
 
 all: test
 
@@ -57,6 +57,11 @@ test: lint test-only
 
 test-only: $(STAMP)
 	$(VENV)/bin/pytest -q
+
+# The deploy/ artefacts (also part of test-only): hadolint, shellcheck, kubectl
+# kustomize, systemd-analyze, and a real run of the compose setup script.
+deploy-check: $(STAMP)
+	$(VENV)/bin/pytest -q tests/deploy
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
