@@ -140,9 +140,11 @@ def _client(  # noqa: PLR0917 - the remote options, one each
     client_key: Path | None = None,
 ) -> Client:
     roots = ca_file.read_bytes() if ca_file is not None else None
+    server_name = None
     if data_dir is not None:
         config = _load_config(data_dir)
-        server = server or config.listen
+        if server is None:
+            server, server_name = _node_target(config)
         token_file = data_dir / cfg.ADMIN_TOKEN_FILE
         if token is None and token_file.exists():
             token = token_file.read_text().strip()
@@ -160,12 +162,13 @@ def _client(  # noqa: PLR0917 - the remote options, one each
             roots,
             certificate_chain=client_cert.read_bytes(),
             private_key=client_key.read_bytes(),
+            server_name=server_name,
         )
     if token is None:
         fail(
             "no API token: pass --token, set CREDFED_TOKEN, or --data-dir of a node you administer"
         )
-    return Client(server, token, timeout, roots)
+    return Client(server, token, timeout, roots, server_name=server_name)
 
 
 def _connect(kw: dict[str, Any]) -> Client:
@@ -311,8 +314,7 @@ def init(  # noqa: PLR0917 - click passes each option as an argument
 @click.option(
     "--metrics-port-file",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Write the bound port of the metrics endpoint (metrics.listen) here, "
-    "before --port-file.",
+    help="Write the metrics endpoint's bound port (metrics.listen) here, before --port-file.",
 )
 @click.option(
     "--allow-unverified-restore",
@@ -320,7 +322,7 @@ def init(  # noqa: PLR0917 - click passes each option as an argument
     help="A restored node: start even if a linked partner cannot be asked about its log.",
 )
 @click.pass_context
-def serve(
+def serve(  # noqa: PLR0917 - click passes each option as an argument
     ctx: click.Context,
     data_dir: Path,
     listen: str | None,
@@ -830,7 +832,7 @@ def health(data_dir: Path, service: str, timeout: float, as_json: bool) -> None:
     from grpc_health.v1 import health_pb2
 
     config = _load_config(data_dir)
-    target, server_name = _health_target(config)
+    target, server_name = _node_target(config)
     roots = None
     if not config.plaintext:
         try:
@@ -859,9 +861,10 @@ def health(data_dir: Path, service: str, timeout: float, as_json: bool) -> None:
         fail(f"health of {name} at {target}: {status_name}")
 
 
-def _health_target(config: cfg.Config) -> tuple[str, str | None]:
+def _node_target(config: cfg.Config) -> tuple[str, str | None]:
     """Where this machine reaches the node's main port, and the name its
-    certificate must carry when that address is not one of its names."""
+    certificate must carry when that address is not one of its names (a
+    node listening on 0.0.0.0 is called on loopback)."""
     try:
         host, port = cfg.split_host_port(config.listen)
     except CredfedError as exc:
@@ -1860,6 +1863,8 @@ def audit_export(data_dir: Path, out: Path | None) -> None:
             fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 count = asyncio.run(_audit_export(config, lambda line: f.write(line + "\n")))
+    except BrokenPipeError:
+        raise  # stdout's reader left (`| head`): click ends quietly
     except OSError as exc:
         fail(f"{out}: {exc.strerror}")
     except CredfedError as exc:

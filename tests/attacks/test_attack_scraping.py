@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -95,7 +96,12 @@ async def _answer(call: Any) -> Answer:
     try:
         await call
     except grpc.aio.AioRpcError as exc:
-        trailing = tuple(sorted((k, str(val)) for k, val in exc.trailing_metadata() or ()))
+        pairs = [(k, str(val)) for k, val in exc.trailing_metadata() or ()]
+        # Every answer carries a fresh random request id: noise, not signal
+        # (its shape is checked so it cannot smuggle anything either).
+        ids = [val for k, val in pairs if k == "x-request-id"]
+        assert len(ids) == 1 and re.fullmatch(r"[0-9a-f]{16}", ids[0]), ids
+        trailing = tuple(sorted(kv for kv in pairs if kv[0] != "x-request-id"))
         return exc.code().name, exc.details() or "", trailing
     return "OK", "", ()
 

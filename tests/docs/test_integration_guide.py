@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import guidekit
 import pytest
 from fednet import free_port
 from nodeproc import NodeProcess
@@ -38,25 +39,13 @@ BIRTH_DATE = "1994-03-17"
 EMPLOYER = "Elektro Bauer GmbH"
 NOT_FOUND = "no credential matches this id and holder attribute"
 
-_TESTED = re.compile(r"<!-- tested: ([\w-]+) -->\n```sh\n(.*?)\n```\n", re.S)
-
 
 def guide_blocks() -> dict[str, str]:
-    found = _TESTED.findall(GUIDE.read_text(encoding="utf-8"))
-    names = [name for name, _ in found]
-    assert len(names) == len(set(names)), f"duplicate tested block names: {names}"
-    return dict(found)
+    return guidekit.tested_blocks(GUIDE)
 
 
 def documented_output(name: str) -> str:
-    """The plain fenced block right after tested block ``name``: its output."""
-    match = re.search(
-        rf"<!-- tested: {re.escape(name)} -->\n```sh\n.*?\n```\n\n```\n(.*?)\n```\n",
-        GUIDE.read_text(encoding="utf-8"),
-        re.S,
-    )
-    assert match is not None, f"no output block after the tested block {name!r}"
-    return match.group(1)
+    return guidekit.documented_output(GUIDE, name)
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> str:
@@ -106,16 +95,7 @@ class DocNode:
     revoked_id: str
 
     def run(self, name: str, **overrides: str) -> subprocess.CompletedProcess[str]:
-        block = guide_blocks()[name]
-        return subprocess.run(
-            ["bash", "-c", "set -o pipefail\n" + block],
-            cwd=self.work,
-            env={**self.env, **overrides},
-            capture_output=True,
-            text=True,
-            timeout=90,
-            check=False,
-        )
+        return guidekit.run_block(guide_blocks()[name], self.work, {**self.env, **overrides})
 
 
 def _start_node(root: Path) -> tuple[DocNode, NodeProcess]:

@@ -49,6 +49,8 @@ class LogServer:
         self._watch = watch
         self._replicas = replicas
         self._keepalive = keepalive
+        #: SubscribeLog streams being served now (metrics).
+        self.subscribers = 0
 
     def _is_own(self, origin: str) -> bool:
         if origin == self._origin:
@@ -116,6 +118,14 @@ class LogServer:
         checkpoint that covers it; then new ones as they are committed, and
         the latest checkpoint at least every ``keepalive`` seconds (so that
         heartbeat checkpoints reach subscribers)."""
+        self.subscribers += 1
+        try:
+            async for update in self._subscribe(origin, from_index):
+                yield update
+        finally:  # also when the stream is cancelled (the client went away)
+            self.subscribers -= 1
+
+    async def _subscribe(self, origin: str, from_index: int) -> AsyncIterator[LogUpdate]:
         sent = from_index
         watch = self._watch_for(origin)
         while not watch.closed:

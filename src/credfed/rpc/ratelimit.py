@@ -25,7 +25,9 @@ outermost, so by the time this one's wrapper runs, the auth wrapper has set
   at once; the next is RESOURCE_EXHAUSTED until one of them ends.
 
 Calls refused before this interceptor (a missing, unknown or forged token,
-a role not allowed) are not counted here.
+a role not allowed) are not counted here. Each refusal is reported to
+``on_limited(role, reason)`` (metrics), reason ``rate``, ``batch`` or
+``subscriptions``.
 """
 
 from __future__ import annotations
@@ -124,6 +126,10 @@ class TokenBuckets:
             del buckets[key]
 
 
+def _ignore(role: str, reason: str) -> None:
+    pass
+
+
 def _address(peer: str) -> str:
     """The client address of grpc's ``context.peer()`` (``ipv4:1.2.3.4:5``,
     ``ipv6:[::1]:5``), IPv6 as its /64: one host has a whole /64 to itself."""
@@ -149,7 +155,9 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
         *,
         clock: Callable[[], float] = time.monotonic,
         max_buckets: int = MAX_BUCKETS,
+        on_limited: Callable[[str, str], None] | None = None,
     ) -> None:
+        self._on_limited = on_limited or _ignore
         self._limits = limits
         self._clock = clock
         self._buckets = TokenBuckets(max_buckets, clock)
@@ -189,6 +197,7 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
         limits = self._limits
         burst = limits.burst_for(role)
         if cost > burst:
+            self._on_limited(role, "batch")
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"a batch of {cost} exceeds this client's rate limit burst of {burst}; "
@@ -198,10 +207,15 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
         if wait > 0:
             ms = max(1, math.ceil(wait * 1000))
             self._note(key, role)
+            self._on_limited(role, "rate")
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"rate limit exceeded; retry in {ms} ms",
-                trailing_metadata=((RETRY_AFTER_KEY, str(ms)),),
+                # Added to what is set already (the request id), not instead.
+                trailing_metadata=(
+                    *(context.trailing_metadata() or ()),
+                    (RETRY_AFTER_KEY, str(ms)),
+                ),
             )
         return key
 
@@ -218,10 +232,11 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
         client = key.removeprefix("client:") if key.startswith("client:") else "anonymous"
         log.warning("rpc.rate_limited", client=client, role=role)
 
-    async def _hold_subscription(self, context: Any, key: str) -> None:
+    async def _hold_subscription(self, context: Any, key: str, public: bool) -> None:
         cap = self._limits.max_subscriptions_per_client
         held = self._subscriptions.get(key, 0)
         if held >= cap:
+            self._on_limited(self._identity(context, public)[1], "subscriptions")
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"too many concurrent log subscriptions: at most {cap} per client",
@@ -275,7 +290,7 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
                     async for response in inner_us(request, context):
                         yield response
                     return
-                await self._hold_subscription(context, key)
+                await self._hold_subscription(context, key, public)
                 try:
                     async for response in inner_us(request, context):
                         yield response

@@ -95,11 +95,16 @@ async def _heartbeats(node: Node) -> None:
         await asyncio.sleep(max(0.05, interval / 4))
 
 
-def _publisher(node: Node, replicator: Replicator, ports: dict[str, int]) -> Callable[[bool], None]:
+def _publisher(
+    node: Node,
+    replicator: Replicator,
+    ports: dict[str, int],
+    health_report: Callable[[], runstate.HealthReport],
+) -> Callable[[bool], None]:
     """Writes what only the serving process knows for `credfed status`."""
 
     def publish(stopped: bool = False) -> None:
-        state = runstate.snapshot(node.now(), ports, replicator.states(), None, stopped)
+        state = runstate.snapshot(node.now(), ports, replicator.states(), health_report(), stopped)
         try:
             runstate.write(node.config.data_dir, state)
         except OSError as exc:  # status shows the node as down; serving goes on
@@ -136,6 +141,24 @@ def connect(node: Node) -> Replicator:
     )
     node.attach(replicator)
     return replicator
+
+
+async def _health_monitor(
+    node: Node, servicer: health.aio.HealthServicer, replicator: Replicator
+) -> HealthMonitor:
+    """The owner of the health statuses (conditions and reasons: healthmon),
+    told of forks as the replicator finds them; started (statuses set)."""
+    monitor = HealthMonitor(
+        servicer,
+        node.store,
+        node.replicas.trust,
+        own_country=node.config.country,
+        federation=node.config.federation,
+        clock=node.now,
+    )
+    replicator.alarms.append(monitor.alarm)
+    await started_in_task("health", monitor.start)
+    return monitor
 
 
 def _peer_tls(node: Node, partner_ca: str) -> PeerTls | None:
@@ -300,29 +323,24 @@ async def start(node: Node, listen: str | None = None) -> RunningServer:
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     # Before serving: a metrics port that cannot be bound leaves nothing running.
-    endpoint = metrics.serve(node.config.metrics_listen) if node.config.metrics_listen else None
+    try:
+        endpoint = metrics.serve(node.config.metrics_listen) if node.config.metrics_listen else None
+    except ConfigError:
+        for s in servers:
+            await s.stop(None)  # bound, never started: release the ports
+        raise
     for s in servers:
         await s.start()
     replicator = connect(node)
-    # Owns the health statuses from here on (conditions and reasons: healthmon).
-    monitor = HealthMonitor(
-        health_servicer,
-        node.store,
-        node.replicas.trust,
-        own_country=origin,
-        federation=node.config.federation,
-        clock=node.now,
-    )
-    replicator.alarms.append(monitor.alarm)
+    monitor = await _health_monitor(node, health_servicer, replicator)
     replicator.alarms.append(metrics.fork_alarm)
     metrics.watch(node, monitor.report)
     # Background tasks log with task=... where calls log their request_id.
-    await started_in_task("health", monitor.start)
     in_task("audit", node.audit.start)
     await node.heartbeat()
     in_task("replicator", replicator.start)
     ports = {"listen": port, "federation": federation_port}
-    publish = _publisher(node, replicator, ports)
+    publish = _publisher(node, replicator, ports, monitor.report)
     tasks = [
         in_task("heartbeat", asyncio.ensure_future, _heartbeats(node)),
         in_task("runstate", asyncio.ensure_future, _publishing(publish)),

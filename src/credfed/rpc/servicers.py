@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from credfed import codelists, ids, validation
 from credfed.clock import Clock
@@ -252,6 +252,22 @@ async def _pb_fields(call: Awaitable[_T]) -> _T:
         raise ValidationError(cr.pb_field(exc.field), exc.message) from None
 
 
+class VerifyOutcomes(Protocol):
+    """Told of every Verify answer and VerifyBatch item (metrics)."""
+
+    def found(self, found: Verification) -> None: ...
+
+    def failed(self, code: Any) -> None: ...  # a grpc.StatusCode
+
+
+class _Unobserved:
+    def found(self, found: Verification) -> None:
+        pass
+
+    def failed(self, code: Any) -> None:
+        pass
+
+
 class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
     """Local verify, and cross-border verify of ids of other countries."""
 
@@ -262,7 +278,10 @@ class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
         recognition: Recognition,
         origin: str,
         clock: Clock,
+        *,
+        outcomes: VerifyOutcomes | None = None,
     ) -> None:
+        self._outcomes = outcomes or _Unobserved()
         self._verifier = verifier
         self._crossborder = crossborder
         self._recognition = recognition
@@ -316,7 +335,12 @@ class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
 
     @rpc
     async def Verify(self, request: v.VerifyRequest, context: Context) -> v.VerifyResponse:
-        found = await self._verify(request, "")
+        try:
+            found = await self._verify(request, "")
+        except CredfedError as exc:
+            self._outcomes.failed(status_for(exc))
+            raise
+        self._outcomes.found(found)
         return v.VerifyResponse(result=self._result(found))
 
     @rpc
@@ -330,7 +354,9 @@ class VerificationServicer(verification_pb2_grpc.VerificationServiceServicer):
             try:
                 found = await self._verify(item, f"requests[{n}].")
                 items.append(v.VerifyBatchItem(result=self._result(found)))
+                self._outcomes.found(found)
             except CredfedError as exc:
+                self._outcomes.failed(status_for(exc))
                 error = v.VerifyBatchItemError(code=status_for(exc).name, message=str(exc))
                 if isinstance(exc, ValidationError):
                     error.field = exc.field

@@ -280,3 +280,16 @@ class Store(LogReader, Protocol):
         """Whether the subject index behind :meth:`audit_records_about`
         matches the records' subjects: None, or the first mismatch."""
         ...
+
+    # -- health (credfed.rpc.healthmon) ------------------------------------------
+    async def probe_write(self, busy_timeout: float) -> None:
+        """Prove the store takes a write now (a tiny write of its own,
+        waiting at most ``busy_timeout`` seconds for the write lock), else
+        raise StorageError with the backend's reason. A write transaction
+        of this store in progress proves it too."""
+        ...
+
+    async def probe_read(self) -> None:
+        """Prove the store answers a read on the path verifications take,
+        else raise StorageError."""
+        ...

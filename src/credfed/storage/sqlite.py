@@ -211,6 +211,12 @@ _AUDIT_INDEX_MISSING: Final = (
 
 _MIGRATION_NAME: Final = re.compile(r"^(\d{4})_\w+\.sql$")
 
+_PROBE_WRITE: Final = (
+    "INSERT INTO health_probe (id, probed_at) VALUES (1, ?) "
+    "ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at"
+)
+_PROBE_READ: Final = "SELECT max(idx) FROM log_leaves"
+
 
 # -- conversions --------------------------------------------------------------
 
@@ -433,6 +439,21 @@ async def _close(conn: aiosqlite.Connection) -> None:
             if not thread.is_alive():
                 break
             await asyncio.sleep(0.001)
+
+
+def _probe_write(path: Path, busy_timeout: float, at: int) -> None:
+    """One tiny write transaction on a connection of its own, in a worker
+    thread: the writer's lock and 10 s busy timeout stay out of it. mode=rw:
+    a deleted database file is an error, not a new empty one."""
+    conn = sqlite3.connect(
+        f"{path.resolve().as_uri()}?mode=rw", uri=True, isolation_level=None, timeout=busy_timeout
+    )
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(_PROBE_WRITE, (at,))
+        conn.execute("COMMIT")
+    finally:
+        conn.close()  # rolls back whatever did not commit
 
 
 def _create_private(path: Path) -> None:
@@ -908,6 +929,10 @@ class SqliteStore:
         # node's log (several processes need the PostgreSQL backend).
         self._latest: SignedCheckpoint | None = None
         self._snapshots = _SnapshotReader(path)
+        # Write transactions of this store begun so far, and whether one is
+        # open: a write probe kept out by them has seen the store take writes.
+        self._writes_begun = 0
+        self._writing = False
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:
@@ -972,6 +997,8 @@ class SqliteStore:
                 # process leaves it queued, and the ROLLBACK queued after it
                 # undoes it.
                 await _fetch(self._writer, "BEGIN IMMEDIATE")
+                self._writes_begun += 1
+                self._writing = True
                 yield tx
                 tx._finish()
                 await _end_transaction(self._writer.commit(), "commit")
@@ -983,6 +1010,7 @@ class SqliteStore:
                 raise
             finally:
                 self._write_owner = None
+                self._writing = False
 
     def _publish(self, added: SignedCheckpoint | None) -> None:
         # Only ever forward: the latest is the one of the largest tree.
@@ -990,6 +1018,28 @@ class SqliteStore:
             return  # unknown yet: the next read loads it from the database
         if added.checkpoint.tree_size > self._latest.checkpoint.tree_size:
             self._latest = added
+
+    # -- health probes (credfed.rpc.healthmon) ------------------------------------------
+
+    async def probe_write(self, busy_timeout: float) -> None:
+        """See :meth:`credfed.storage.base.Store.probe_write`. The error is
+        SQLite's own words ("database is locked", "database or disk is
+        full", "attempt to write a readonly database")."""
+        self._check_open()
+        begun = self._writes_begun
+        try:
+            await asyncio.to_thread(
+                _probe_write, self._path, busy_timeout, _micros(datetime.now(UTC))
+            )
+        except sqlite3.Error as e:
+            busy = getattr(e, "sqlite_errorname", "").startswith("SQLITE_BUSY")
+            if busy and (self._writing or self._writes_begun != begun):
+                return  # kept out by our own writer (a long bulk import): writes go in
+            raise StorageError(str(e)) from e
+
+    async def probe_read(self) -> None:
+        self._check_open()
+        await self._snapshots.run(lambda conn: conn.execute(_PROBE_READ).fetchone())
 
     # -- reads (committed data only) -------------------------------------------------
 
