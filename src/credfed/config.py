@@ -365,6 +365,19 @@ _REQUIRED = (
     ("keys", "signing_key"),
 )
 _ENV_PREFIX = "CREDFED_"
+#: CREDFED_* variables that are options of the command line, not settings.
+COMMAND_VARIABLES = frozenset(
+    {
+        "CREDFED_DATA_DIR",
+        "CREDFED_SERVER",
+        "CREDFED_TOKEN",
+        "CREDFED_CA_FILE",
+        "CREDFED_CLIENT_CERT",
+        "CREDFED_CLIENT_KEY",
+    }
+)
+#: ...and of the demo and the benchmarks.
+_TOOL_PREFIXES = ("CREDFED_DEMO_", "CREDFED_PROFILE_")
 
 
 def env_name(section: str, name: str = "", key: str = "") -> str:
@@ -411,7 +424,15 @@ def _apply_environment(raw: dict[str, object], environ: Mapping[str, str]) -> di
     for var in sorted(environ):
         section = next((s for s in SECTIONS if var.startswith(env_name(s) + "_")), None)
         if section is None:
-            continue  # CREDFED_TOKEN, CREDFED_DATA_DIR …: the command line's, not settings
+            if not var.startswith(_ENV_PREFIX) or var in COMMAND_VARIABLES:
+                continue
+            if var.startswith(_TOOL_PREFIXES):
+                continue
+            # A misspelt section (CREDFED_LIMIT_RATE) must not leave the default in force.
+            raise ConfigError(
+                f"{var}: no such setting or option (settings are CREDFED_<SECTION>_<NAME>,"
+                f" sections: {', '.join(SECTIONS)})"
+            )
         text = environ[var]
         table = raw.setdefault(section, {})
         if not isinstance(table, dict):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from credfed.files import write_private
+from credfed.models import SignedCheckpoint
 
 RUNSTATE_FILE = Path("run") / "status.json"
 #: Seconds between snapshots while serving (a small file: cheap to rewrite).
@@ -46,10 +47,21 @@ def snapshot(
     ports: Mapping[str, int],
     contacts: Iterable[OriginContact],
     health: HealthReport | None,
+    *,
     stopped: bool = False,
+    own: SignedCheckpoint | None = None,
 ) -> dict[str, Any]:
     return {
         "written_at": now.isoformat(),
+        # Heartbeat checkpoints live in memory: the store's newest may be older.
+        "own_checkpoint": (
+            {
+                "tree_size": own.checkpoint.tree_size,
+                "timestamp": own.checkpoint.timestamp.isoformat(),
+            }
+            if own is not None
+            else None
+        ),
         "pid": os.getpid(),
         "stopped": stopped,
         "ports": dict(ports),

@@ -170,6 +170,35 @@ def test_a_bad_variable_is_named(tmp_path: Path, environ: dict[str, str], messag
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize("var", ["CREDFED_LIMIT_RATE", "CREDFED_METRIC_LISTEN", "CREDFED_X"])
+def test_a_misspelt_section_is_refused(tmp_path: Path, var: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{var}: no such setting or option"):
+        cfg.load(_write(tmp_path), {var: "1"})
+
+
+def test_every_variable_of_the_command_line_is_known() -> None:
+    """The CLI's own CREDFED_* options are allowed next to the settings."""
+    import click
+
+    from credfed.cli import main
+
+    found: set[str] = set()
+
+    def walk(command: click.Command) -> None:
+        for param in command.params:
+            envvar = getattr(param, "envvar", None)
+            if isinstance(envvar, str):
+                found.add(envvar)
+        if isinstance(command, click.Group):
+            for sub in command.commands.values():
+                walk(sub)
+
+    walk(main)
+    settings = {cfg.env_name(section, name) for section, name in cfg.SETTINGS}
+    assert found - settings == cfg.COMMAND_VARIABLES
+    assert "CREDFED_LOG_LEVEL" in found & settings  # one variable, both meanings agree
+
+
 def test_unrelated_credfed_variables_are_not_settings(tmp_path: Path) -> None:
     # The command line's own variables share the prefix but are no settings.
     environ = {
@@ -177,6 +206,8 @@ def test_unrelated_credfed_variables_are_not_settings(tmp_path: Path) -> None:
         "CREDFED_DATA_DIR": "/tmp",
         "CREDFED_SERVER": "127.0.0.1:1",
         "CREDFED_CA_FILE": "ca.pem",
+        "CREDFED_DEMO_KEEP": "1",
+        "OTHER_LIMITS_RATE": "x",
     }
     assert cfg.load(_write(tmp_path), environ).sources == {}
 

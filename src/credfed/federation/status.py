@@ -106,7 +106,10 @@ async def node_status(config: Config) -> dict[str, Any]:
     finally:
         await store.close()
     store_problem = store_write_problem(config.db_path)
-    own_age = age_seconds(own, now) if own else None
+    own_age: float | None = age_seconds(own, now) if own else None
+    signed = (run or {}).get("own_checkpoint") if serving else None
+    if isinstance(signed, dict):  # the serving node's newest, heartbeats included
+        own_age = _since(signed.get("timestamp"), now)
     health = (run or {}).get("health") if serving else None
     return {
         "country": config.country,

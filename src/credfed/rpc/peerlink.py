@@ -19,9 +19,11 @@ from typing import Any, NoReturn
 
 import grpc
 
-from credfed.errors import NotFoundError, PreconditionError, UnavailableError
+from credfed.config import Config
+from credfed.crypto.tls import TlsFiles
+from credfed.errors import ConfigError, NotFoundError, PreconditionError, UnavailableError
 from credfed.federation.crossborder import LookupAnswer
-from credfed.federation.peers import Link
+from credfed.federation.peers import Link, PeerDirectory
 from credfed.federation.replica import Delivered
 from credfed.models import Envelope
 from credfed.rpc.limits import MAX_MESSAGE_BYTES
@@ -49,6 +51,29 @@ class PeerTls:
     partner_ca: bytes
     client_key: bytes
     client_cert: bytes
+
+
+def partner_links(config: Config, peers: PeerDirectory) -> dict[str, GrpcPeerLink]:
+    """A link (not yet connected) to every partner this node is linked to,
+    with mutual TLS towards the CA in the partner's pinned descriptor."""
+    fed = config.federation
+    keepalive = min(15.0, fed.checkpoint_interval)
+    cas = {p.descriptor.country: p.descriptor.tls_ca_cert for p in peers.list()}
+    return {
+        link.country: GrpcPeerLink(
+            link, fed.call_timeout, keepalive, _peer_tls(config, cas.get(link.country, ""))
+        )
+        for link in peers.links()
+    }
+
+
+def _peer_tls(config: Config, partner_ca: str) -> PeerTls | None:
+    if config.plaintext:
+        return None
+    if not partner_ca:
+        raise ConfigError("a pinned partner's descriptor carries no TLS CA: re-pair with it")
+    files = TlsFiles(config.tls_dir)
+    return PeerTls(partner_ca.encode(), files.read(files.client_key), files.read(files.client_cert))
 
 
 class GrpcPeerLink:

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 from credfed import backup
 from credfed import logging as clog
-from credfed.crypto.tls import TlsFiles
-from credfed.errors import ConfigError
 from credfed.federation.descriptor import all_keys, decode_descriptor
 from credfed.federation.replica import LogSource
 from credfed.node import Node
-from credfed.rpc.peerlink import GrpcPeerLink, PeerTls
+from credfed.rpc.peerlink import GrpcPeerLink, partner_links
 
 log = clog.get("credfed.restore")
 
@@ -23,17 +21,9 @@ async def check_restored(node: Node, *, allow_unverified: bool = False) -> None:
     if backup.restore_pending(node.config.data_dir) is None:
         return
     config = node.config
-    fed = config.federation
-    cas = {p.descriptor.country: p.descriptor.tls_ca_cert for p in node.peers.list()}
     links: dict[str, GrpcPeerLink] = {}
     try:
-        for link in node.peers.links():
-            links[link.country] = GrpcPeerLink(
-                link,
-                fed.call_timeout,
-                min(15.0, fed.checkpoint_interval),
-                _tls(node, cas, link.country),
-            )
+        links = partner_links(config, node.peers)
         sources: dict[str, LogSource] = dict(links)
         views = await backup.check_partners(
             config.country,
@@ -56,14 +46,3 @@ async def check_restored(node: Node, *, allow_unverified: bool = False) -> None:
         )
     backup.clear_restore_marker(config.data_dir)
     log.info("restore.verified", log_size=size, partners=len(views))
-
-
-def _tls(node: Node, cas: dict[str, str], country: str) -> PeerTls | None:
-    if node.config.plaintext:
-        return None
-    if not cas.get(country):
-        raise ConfigError(f"the pinned {country} descriptor carries no TLS CA: re-pair with it")
-    files = TlsFiles(node.config.tls_dir)
-    return PeerTls(
-        cas[country].encode(), files.read(files.client_key), files.read(files.client_cert)
-    )

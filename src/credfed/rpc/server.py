@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from credfed.crypto.tls import TlsFiles
 from credfed.errors import ConfigError, CredfedError
 from credfed.federation.serving import LogServer
 from credfed.federation.sync import Replicator
+from credfed.models import SignedCheckpoint
 from credfed.node import Node
 from credfed.rpc.audit import AuditInterceptor
 from credfed.rpc.auth import Authenticator, AuthInterceptor
@@ -26,7 +27,7 @@ from credfed.rpc.healthmon import HealthMonitor
 from credfed.rpc.limits import MAX_MESSAGE_BYTES
 from credfed.rpc.metrics import Endpoint, Metrics
 from credfed.rpc.observe import ObserveInterceptor, in_task, started_in_task
-from credfed.rpc.peerlink import GrpcPeerLink, PeerTls
+from credfed.rpc.peerlink import partner_links
 from credfed.rpc.ratelimit import RateLimitInterceptor, server_options
 from credfed.rpc.servicers import FederationServicer, RegistryServicer, VerificationServicer
 from credfed.v1 import (
@@ -59,7 +60,7 @@ class RunningServer:
     #: Written out once the servers have stopped (see credfed.audit).
     audit: AuditTrail | None = None
     #: Writes the run state `credfed status` reads (stopped=True at the end).
-    publish: Callable[[bool], None] | None = None
+    publish: Callable[[bool], Awaitable[None]] | None = None
     #: Keeps the health statuses (see credfed.rpc.healthmon).
     monitor: HealthMonitor | None = None
     #: The Prometheus endpoint (``[metrics] listen``), if any, and its port.
@@ -73,7 +74,7 @@ class RunningServer:
         for task in self.tasks:
             task.cancel()
         if self.publish is not None:
-            self.publish(True)
+            await self.publish(True)
         await self.replicator.stop()
         await self.log_server.close()  # subscriptions end now, not after the grace
         for server in self.servers:
@@ -100,11 +101,18 @@ def _publisher(
     replicator: Replicator,
     ports: dict[str, int],
     health_report: Callable[[], runstate.HealthReport],
-) -> Callable[[bool], None]:
+) -> Callable[[bool], Awaitable[None]]:
     """Writes what only the serving process knows for `credfed status`."""
 
-    def publish(stopped: bool = False) -> None:
-        state = runstate.snapshot(node.now(), ports, replicator.states(), health_report(), stopped)
+    async def publish(stopped: bool = False) -> None:
+        try:
+            # The newest checkpoint, heartbeats included (they are not stored).
+            own: SignedCheckpoint | None = await node.verifier.checkpoint()
+        except CredfedError:
+            own = None  # an empty log not signed yet, or a store hiccup
+        state = runstate.snapshot(
+            node.now(), ports, replicator.states(), health_report(), stopped=stopped, own=own
+        )
         try:
             runstate.write(node.config.data_dir, state)
         except OSError as exc:  # status shows the node as down; serving goes on
@@ -113,23 +121,16 @@ def _publisher(
     return publish
 
 
-async def _publishing(publish: Callable[[bool], None]) -> None:
+async def _publishing(publish: Callable[[bool], Awaitable[None]]) -> None:
     while True:
-        publish(False)
+        await publish(False)
         await asyncio.sleep(runstate.INTERVAL)
 
 
 def connect(node: Node) -> Replicator:
     """Open links to the partners the node is linked to (not yet calling them)."""
     fed = node.config.federation
-    keepalive = min(15.0, fed.checkpoint_interval)
-    cas = {p.descriptor.country: p.descriptor.tls_ca_cert for p in node.peers.list()}
-    links = {
-        link.country: GrpcPeerLink(
-            link, fed.call_timeout, keepalive, _peer_tls(node, cas.get(link.country, ""))
-        )
-        for link in node.peers.links()
-    }
+    links = partner_links(node.config, node.peers)
     replicator = Replicator(
         node.replicas,
         links,
@@ -159,15 +160,6 @@ async def _health_monitor(
     replicator.alarms.append(monitor.alarm)
     await started_in_task("health", monitor.start)
     return monitor
-
-
-def _peer_tls(node: Node, partner_ca: str) -> PeerTls | None:
-    if node.config.plaintext:
-        return None
-    if not partner_ca:
-        raise ConfigError("a pinned partner's descriptor carries no TLS CA: re-pair with it")
-    files = TlsFiles(node.config.tls_dir)
-    return PeerTls(partner_ca.encode(), files.read(files.client_key), files.read(files.client_cert))
 
 
 def _bind(
