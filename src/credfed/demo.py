@@ -12,6 +12,7 @@ hide or inflate it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import time
 import tomllib
+import urllib.request
 from pathlib import Path
 from typing import IO
 
@@ -47,6 +49,7 @@ class Tour:
         self.env = dict(os.environ, CREDFED_LOG_LEVEL=level)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.ports: dict[str, int] = {}
+        self.metrics_ports: dict[str, int] = {}
         # CREDFED_DEMO_NODE_LOG=PREFIX: each node's own log goes to PREFIX.<country>
         # (a test scans them); one file each, so concurrent lines never mix.
         self.node_log_prefix = os.environ.get("CREDFED_DEMO_NODE_LOG")
@@ -256,12 +259,28 @@ def main() -> None:
         tour.serve("DE")
         _wait_fresh(tour, cid, pl_verifier)
         tour.run("status", "--data-dir", "pl")
+        _operations(tour)
         kept = f" — node data kept in {root}" if os.environ.get("CREDFED_DEMO_KEEP") == "1" else ""
         print(f"\n== done in {time.monotonic() - started:.1f}s{kept}")
     finally:
         tour.close()
         if os.environ.get("CREDFED_DEMO_KEEP") != "1":
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _operations(tour: Tour) -> None:
+    print("\n== 10. Operating PL's node: configuration, health, metrics, an online backup")
+    tour.run("config", "check", "--data-dir", "pl")
+    tour.run("health", "--data-dir", "pl")
+    url = f"http://127.0.0.1:{tour.metrics_ports['PL']}/metrics"
+    print(f"\n$ curl -s {url} | grep -E 'replica_(size|lag)|verify_results|health_serving'")
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        text = answer.read().decode()
+    shown = re.compile(r"^credfed_(replica_size|replica_lag_seconds|verify_results_total|health)")
+    for line in text.splitlines():
+        if shown.match(line):
+            print("  " + line)
+    tour.run("backup", "--data-dir", "pl", "--out", "pl-backup")
 
 
 def _pairing(tour: Tour) -> None:
@@ -279,6 +298,8 @@ def _pairing(tour: Tour) -> None:
             f"127.0.0.1:{tour.ports[cc]}",
             "--federation-listen",
             f"127.0.0.1:{_free_port()}",
+            "--metrics-listen",
+            f"127.0.0.1:{tour.metrics_ports.setdefault(cc, _free_port())}",
         )
         _shorten_timings(tour.root / tour.dir(cc) / "credfed.toml")
     print(f"   (tour only: federation timings shortened in each credfed.toml: {FEDERATION})")
