@@ -357,6 +357,29 @@ class PartnerView:
     problem: str | None = None
 
 
+async def ask_partners(
+    origin: str, keys: Mapping[str, VerifyingKey], links: Mapping[str, LogSource]
+) -> list[tuple[PartnerView, SignedCheckpoint | None]]:
+    """What every linked partner holds of ``origin``'s (this node's) log, by
+    partner name: its checkpoint, verified with ``keys``, or the problem
+    that kept it from being checked."""
+    asked: list[tuple[PartnerView, SignedCheckpoint | None]] = []
+    for name, link in sorted(links.items()):
+        try:
+            signed = verify_checkpoint(await link.checkpoint(origin), keys, origin)
+        except NotFoundError:
+            asked.append((PartnerView(name, None), None))
+            continue
+        except (UnavailableError, PreconditionError) as exc:
+            asked.append((PartnerView(name, None, f"unreachable: {str(exc)[:200]}"), None))
+            continue
+        except CredfedError as exc:
+            asked.append((PartnerView(name, None, f"its checkpoint does not verify: {exc}"), None))
+            continue
+        asked.append((PartnerView(name, signed.checkpoint.tree_size), signed))
+    return asked
+
+
 async def check_partners(
     origin: str,
     log: LogReader,
@@ -372,25 +395,18 @@ async def check_partners(
     answers with a checkpoint this node did not sign) also refuses, unless
     ``allow_unverified``."""
     local = await log.log_size()
-    views = []
-    for name, link in sorted(links.items()):
-        try:
-            signed = verify_checkpoint(await link.checkpoint(origin), keys, origin)
-        except NotFoundError:
-            views.append(PartnerView(name, None))
+    asked = await ask_partners(origin, keys, links)
+    views = [view for view, _ in asked]
+    for view, signed in asked:
+        if signed is None:
             continue
-        except (UnavailableError, PreconditionError) as exc:
-            views.append(PartnerView(name, None, f"unreachable: {str(exc)[:200]}"))
-            continue
-        except CredfedError as exc:
-            views.append(PartnerView(name, None, f"its checkpoint does not verify: {exc}"))
-            continue
-        cp = signed.checkpoint
+        name, cp = view.partner, signed.checkpoint
         if cp.tree_size > local:
             raise PreconditionError(
                 f"restored log is behind partner {name}: {name} holds {origin}'s log at size "
                 f"{cp.tree_size}, this node has {local}; signing now would fork the log. "
-                "Restore a newer backup (taken after that size), or keep this node stopped"
+                "Run 'credfed recover' to take the missing entries from the partners, or "
+                "restore a newer backup (taken after that size)"
             )
         if await root_hash(log, cp.tree_size) != cp.root_hash:
             raise PreconditionError(
@@ -398,7 +414,6 @@ async def check_partners(
                 f"size {cp.tree_size} with another root than this node's (size {local}); "
                 "this backup is not of the log the partners hold: do not serve it"
             )
-        views.append(PartnerView(name, cp.tree_size))
     unverified = [v for v in views if v.problem is not None]
     if unverified and not allow_unverified:
         first = unverified[0]
@@ -541,6 +556,7 @@ __all__ = [
     "LogState",
     "PartnerView",
     "Summary",
+    "ask_partners",
     "check_database",
     "check_partners",
     "clear_restore_marker",

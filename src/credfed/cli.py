@@ -951,6 +951,67 @@ async def _check_restored(config: cfg.Config, allow_unverified: bool) -> None:
 
 
 @main.command()
+@_node_dir
+@click.option("--json", "as_json", is_flag=True)
+def recover(data_dir: Path, as_json: bool) -> None:
+    """A stopped (restored) node: take back from its linked partners the
+    entries of its own log signed after the backup, so that status changes
+    made since (a revocation) are not undone. Credentials issued after the
+    backup are listed: their records are lost and must be issued again."""
+    import time
+
+    config = _load_config(data_dir)
+    started = time.monotonic()
+    try:
+        done, pending = asyncio.run(_recover(config))
+    except CredfedError as exc:
+        _audit_local(config, "recover", [], exc)
+        fail(str(exc))
+    seconds = round(time.monotonic() - started, 3)
+    _audit_local(config, "recover", [done.partner] if done.partner else [])
+    if done.partner is None:
+        lines = [
+            f"nothing to recover: no linked partner holds more of {config.country}'s log "
+            f"than this node (size {done.size_before})"
+        ]
+    else:
+        applied = ", ".join(f"{status} {n}" for status, n in sorted(done.applied.items()))
+        lines = [
+            f"recovered {config.country}'s log from partner {done.partner}: size "
+            f"{done.size_before} -> {done.size_after} "
+            f"({done.size_after - done.size_before} entries) in {seconds}s",
+            f"status changes applied: {applied or 'none'}",
+        ]
+        if done.lost:
+            lines.append(
+                f"{len(done.lost)} credential records lost (issued after the backup; "
+                f"issue them again): {' '.join(done.lost)}"
+            )
+    if pending:
+        first = done.unchecked[0] if done.unchecked else None
+        why = f": partner {first.partner} ({first.problem})" if first else ""
+        lines.append(f"restore marker kept{why}; 'credfed serve' asks the partners again")
+    else:
+        lines.append("the partners hold no more of the log: 'credfed serve' may start")
+    _emit(
+        as_json,
+        {**done.to_dict(), "restore_pending": pending, "seconds": seconds},
+        "\n".join(lines),
+    )
+
+
+async def _recover(config: cfg.Config) -> tuple[Any, bool]:
+    from credfed.node import Node
+    from credfed.rpc.restored import recover as recover_node
+
+    node = await Node.open(config)
+    try:
+        return await recover_node(node)
+    finally:
+        await node.close()
+
+
+@main.command()
 @_remote
 def purge(**kw: Any) -> None:
     """Forget the cached signed records of other countries now (admin). They

@@ -413,6 +413,14 @@ def test_two_operators_follow_the_guide(operators: tuple[Operator, Operator]) ->
             guidekit.documented_output(GUIDE, "serve-restored")
         )
         assert f"size {de_size}" in refused.stderr  # FR's size, named
+        # Roll it forward from FR: the credential issued after the backup is
+        # in the log again, its record lost (listed by id).
+        recovered = de.ok("recover", RESTORED=str(restored)).splitlines()
+        recover_doc = guidekit.documented_output(GUIDE, "recover").splitlines()
+        assert shape(recovered[0]) == shape(recover_doc[0])
+        assert recovered[-1] == recover_doc[-1]
+        assert any(line.endswith(f"issue them again): {later}") for line in recovered)
+        assert not (restored / "restored.json").exists()  # FR holds no more now
         # A newer backup, of the stopped node, restored and served instead.
         time.sleep(max(0.0, 1.1 - (time.monotonic() - first_made)))  # backup names: seconds
         de.ok("backup")

@@ -302,8 +302,9 @@ async def test_a_restored_node_behind_its_partner_refuses_to_start(tmp_path: Pat
         assert code == 1
         assert err.strip() == (
             f"error: restored log is behind partner FR: FR holds DE's log at size {size}, "
-            f"this node has {old_size}; signing now would fork the log. Restore a newer "
-            "backup (taken after that size), or keep this node stopped"
+            f"this node has {old_size}; signing now would fork the log. Run 'credfed "
+            "recover' to take the missing entries from the partners, or restore a newer "
+            "backup (taken after that size)"
         )
         # Nothing was signed, the marker stays, FR raised no alarm.
         assert checkpoints_of(new_dir / cfg.DB_FILE) == signed_before

@@ -272,9 +272,7 @@ class Replicas:
                 if end < size:
                     next_batch = asyncio.ensure_future(fetch(end))
                 statuses = _statuses(origin, start, leaves)
-                nodes, known = _verified_nodes(
-                    origin, source, signed, start, leaves, link, frontier
-                )
+                nodes, known = verified_nodes(origin, source, signed, start, leaves, link, frontier)
                 group.add(leaves, nodes, statuses)
                 frontier = {node: known[node] for node in merkle.frontier_ids(end)}
                 start = end
@@ -434,7 +432,7 @@ class _Group:
         return ReplicaAppend(origin, self.start, self.leaves, self.nodes, self.statuses, checkpoint)
 
 
-def _verified_nodes(  # noqa: PLR0917 - one batch's whole context
+def verified_nodes(  # noqa: PLR0917 - one batch's whole context
     origin: str,
     source: LogSource,
     signed: SignedCheckpoint,

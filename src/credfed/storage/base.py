@@ -82,6 +82,25 @@ class ReplicaAppend:
 
 
 @dataclass(frozen=True, slots=True)
+class RecoveredEntries:
+    """Entries ``start ..`` of this node's own log, recovered from a
+    partner's copy after a restore and verified by the caller: together with
+    the log held, ``leaves`` hash to ``checkpoint`` (signed by this node, of
+    size ``start + len(leaves)``).
+
+    ``nodes`` are what :meth:`WriteTx.append_log` takes; ``states`` the
+    newest ``(credential id, state, entry index)`` of each credential the
+    leaves change, the index among the leaves.
+    """
+
+    start: int
+    leaves: Sequence[bytes]
+    nodes: Sequence[tuple[int, int, bytes]]
+    states: Sequence[tuple[str, StatusState, int]]
+    checkpoint: SignedCheckpoint
+
+
+@dataclass(frozen=True, slots=True)
 class StoredRule:
     """One version of a recognition rule, as its deciding country signed it."""
 
@@ -184,6 +203,17 @@ class Store(LogReader, Protocol):
         ...
 
     async def get_checkpoint(self, tree_size: int) -> SignedCheckpoint | None: ...
+
+    async def append_recovered(self, batch: RecoveredEntries) -> list[str]:
+        """Append recovered entries of the own log in one transaction, as
+        the normal append path writes them (leaves, Merkle nodes), set each
+        credential held to its state in ``states``, and record the
+        checkpoint, which becomes the latest. Returns the credential ids of
+        ``states`` with no record here (their entries are appended all the
+        same). StorageError, and nothing written, if ``start`` is not the log
+        size, the checkpoint is not of the new size or a state's index is not
+        among the leaves."""
+        ...
 
     # -- replicas of other origins' status logs --------------------------------
     #

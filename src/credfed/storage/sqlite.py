@@ -53,6 +53,7 @@ from credfed.models import (
 from credfed.storage.base import (
     CredentialProofRead,
     NodeId,
+    RecoveredEntries,
     ReplicaAppend,
     ReplicaProofRead,
     StoredRule,
@@ -108,11 +109,11 @@ _INSERT_CREDENTIAL: Final = (
     f"INSERT INTO credentials ({_CREDENTIAL_COLUMNS}) "  # noqa: S608
     f"VALUES ({','.join('?' * (_CREDENTIAL_COLUMNS.count(',') + 1))})"
 )
-_UPDATE_STATE: Final = (
+_SET_STATE: Final = (
     "UPDATE credentials SET status = ?, reason = ?, effective_at = ?, suspended_until = ?, "
-    "appeal_case_ref = ?, superseded_by = ?, last_entry_index = ? "
-    "WHERE credential_id = ? RETURNING credential_id"
+    "appeal_case_ref = ?, superseded_by = ?, last_entry_index = ? WHERE credential_id = ?"
 )
+_UPDATE_STATE: Final = f"{_SET_STATE} RETURNING credential_id"
 _GET_ISSUER: Final = f"SELECT {_ISSUER_COLUMNS} FROM issuers WHERE issuer_id = ?"  # noqa: S608
 _LIST_ISSUERS: Final = f"SELECT {_ISSUER_COLUMNS} FROM issuers ORDER BY issuer_id"  # noqa: S608
 _INSERT_ISSUER: Final = f"INSERT INTO issuers ({_ISSUER_COLUMNS}) VALUES (?, ?, ?, ?)"  # noqa: S608
@@ -291,6 +292,19 @@ def _credential(row: Row) -> StoredCredential:
             superseded_by=row[15],
         ),
         last_entry_index=row[16],
+    )
+
+
+def _state_params(credential_id: str, state: StatusState, last_entry_index: int) -> Row:
+    return (
+        state.status.value,
+        state.reason,
+        _micros(state.effective_at),
+        _iso(state.suspended_until),
+        state.appeal_case_ref,
+        state.superseded_by,
+        last_entry_index,
+        credential_id,
     )
 
 
@@ -828,18 +842,7 @@ class _SqliteTx:
     ) -> None:
         async with self._op_lock:
             rows = await _fetch(
-                self._conn,
-                _UPDATE_STATE,
-                (
-                    state.status.value,
-                    state.reason,
-                    _micros(state.effective_at),
-                    _iso(state.suspended_until),
-                    state.appeal_case_ref,
-                    state.superseded_by,
-                    last_entry_index,
-                    credential_id,
-                ),
+                self._conn, _UPDATE_STATE, _state_params(credential_id, state, last_entry_index)
             )
         if not rows:
             raise NotFoundError(f"credential {credential_id} not found")
@@ -1093,6 +1096,40 @@ class SqliteStore:
     async def get_checkpoint(self, tree_size: int) -> SignedCheckpoint | None:
         rows = await self._read(_GET_CHECKPOINT, (tree_size,))
         return _checkpoint(rows[0]) if rows else None
+
+    async def append_recovered(self, batch: RecoveredEntries) -> list[str]:
+        """The log written by append_log and add_checkpoint, as the normal
+        path does; the states as update_credential_state sets them, in bulk
+        (a recovery may change thousands)."""
+        end = batch.start + len(batch.leaves)
+        if batch.checkpoint.checkpoint.tree_size != end:
+            raise StorageError(
+                f"recovered entries end at {end}, their checkpoint is of size "
+                f"{batch.checkpoint.checkpoint.tree_size}"
+            )
+        for credential_id, _, index in batch.states:
+            if not batch.start <= index < end:
+                raise StorageError(
+                    f"credential {credential_id}: entry {index} is not among the recovered"
+                    f" entries [{batch.start}, {end})"
+                )
+        ids = [credential_id for credential_id, _, _ in batch.states]
+        held: set[str] = set()
+        async with self._transaction() as tx:
+            await tx.append_log(batch.start, batch.leaves, batch.nodes)
+            for chunk in _chunks(ids, _MAX_PARAMS):
+                rows = await _fetch(
+                    self._writer,
+                    "SELECT credential_id FROM credentials "  # noqa: S608 (placeholders only)
+                    f"WHERE credential_id IN ({_placeholders(len(chunk))})",
+                    chunk,
+                )
+                held.update(row[0] for row in rows)
+            updates = [_state_params(*s) for s in batch.states if s[0] in held]
+            if updates:
+                await _many(self._writer, _SET_STATE, updates)
+            await tx.add_checkpoint(batch.checkpoint)
+        return [credential_id for credential_id in ids if credential_id not in held]
 
     async def get_client_by_token_hash(self, token_hash: bytes) -> Client | None:
         rows = await self._read(_GET_CLIENT_BY_TOKEN, (bytes(token_hash),))

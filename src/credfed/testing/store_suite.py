@@ -24,7 +24,8 @@ from credfed import audit
 from credfed.errors import AlreadyExistsError, NotFoundError, StorageError
 from credfed.models import Envelope, IssuerStatus, Role, RoleKind, Status, StoredCredential
 from credfed.statuslog import merkle
-from credfed.storage.base import ReplicaAppend, Store, StoredRule
+from credfed.statuslog.log import consistency_proof, inclusion_proof, root_hash
+from credfed.storage.base import RecoveredEntries, ReplicaAppend, Store, StoredRule
 from credfed.testing.factories import (
     T0,
     completed_nodes,
@@ -121,6 +122,28 @@ async def _replicate(
             checkpoint=make_signed_checkpoint(origin, end) if checkpoint else None,
         )
     )
+
+
+async def _append_real(store: Store, count: int) -> int:
+    """Commit ``count`` more leaves with their real Merkle nodes, as the
+    status log appends them; returns the new size."""
+    async with store.write() as tx:
+        start = await tx.log_size()
+        leaves = [leaf(i) for i in range(start, start + count)]
+        frontier = await tx.get_log_nodes(merkle.frontier_ids(start))
+        nodes = merkle.append_nodes(start, [merkle.leaf_hash(x) for x in leaves], frontier)
+        await tx.append_log(start, leaves, nodes)
+    return start + count
+
+
+def _root_of(leaves: list[bytes]) -> bytes:
+    """RFC 6962 root, from the definition (not from stored nodes)."""
+    if not leaves:
+        return merkle.EMPTY_ROOT
+    if len(leaves) == 1:
+        return merkle.leaf_hash(leaves[0])
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    return merkle.node_hash(_root_of(leaves[:k]), _root_of(leaves[k:]))
 
 
 def _proof_ids(index: int, size: int) -> list[tuple[int, int]]:
@@ -601,6 +624,98 @@ class StoreSuite:
         await asyncio.gather(long_write(), add_issuer())
         assert events == ["write committed", "issuer added"]
         assert await store.get_issuer("ISS-A") == make_issuer("ISS-A")
+
+    # -- entries of the own log recovered from a partner (credfed recover) ---------------
+
+    async def test_recovered_entries_continue_the_log_for_proofs_and_appends(
+        self, store: Store
+    ) -> None:
+        await _seed(
+            store,
+            make_credential("XX-HELD", last_entry_index=0),
+            make_credential("XX-KEPT", last_entry_index=1),
+        )
+        await _append_real(store, 3)
+        leaves = [leaf(i) for i in range(3, 7)]
+        frontier = await store.get_log_nodes(merkle.frontier_ids(3))
+        nodes = merkle.append_nodes(3, [merkle.leaf_hash(x) for x in leaves], frontier)
+        tree = {**frontier, **{(level, index): h for level, index, h in nodes}}
+        checkpoint = make_signed_checkpoint("XX", 7, root_hash=merkle.root_hash(7, tree))
+        revoked = make_state(Status.REVOKED, reason="fraud", effective_at=T0 + timedelta(days=1))
+        missing = await store.append_recovered(
+            RecoveredEntries(
+                start=3,
+                leaves=leaves,
+                nodes=nodes,
+                states=[("XX-HELD", revoked, 5), ("XX-GONE", make_state(), 6)],
+                checkpoint=checkpoint,
+            )
+        )
+        assert missing == ["XX-GONE"]
+        assert await store.log_size() == 7
+        assert await store.get_log_entries(0, 7) == [leaf(i) for i in range(7)]
+        assert await store.latest_checkpoint() == checkpoint
+        assert await store.get_checkpoint(7) == checkpoint
+        held = await store.get_credential("XX-HELD")
+        assert held is not None
+        assert (held.state, held.last_entry_index) == (revoked, 5)
+        kept = await store.get_credential("XX-KEPT")
+        assert kept == make_credential("XX-KEPT", last_entry_index=1)
+        assert await store.get_credential("XX-GONE") is None
+        read = await store.get_credential_proof("XX-HELD", lambda i: [(0, i)])
+        assert read is not None
+        assert read.leaf == leaf(5)
+
+        # The normal path appends after them; every proof checks out against
+        # roots computed from the leaves alone.
+        await _append_real(store, 2)
+        every = [leaf(i) for i in range(9)]
+        assert await store.get_log_entries(0, 9) == every
+        for size in (1, 3, 7, 9):
+            assert await root_hash(store, size) == _root_of(every[:size])
+        for index in (0, 2, 3, 5, 6, 8):
+            proof = await inclusion_proof(store, index, 9)
+            merkle.verify_inclusion(
+                merkle.leaf_hash(every[index]), index, 9, proof, _root_of(every)
+            )
+        for old in (1, 3, 5, 7):
+            proof = await consistency_proof(store, old, 9)
+            merkle.verify_consistency(old, 9, _root_of(every[:old]), _root_of(every), proof)
+
+    async def test_recovered_entries_are_written_whole_or_not_at_all(self, store: Store) -> None:
+        await _seed(store, make_credential("XX-HELD", last_entry_index=0))
+        await _append_real(store, 2)
+        nodes = completed_nodes(2, 4)
+        revoked = make_state(Status.REVOKED, reason="fraud")
+
+        def batch(
+            start: int = 2, size: int = 4, index: int = 3, leaves: int = 2
+        ) -> RecoveredEntries:
+            return RecoveredEntries(
+                start=start,
+                leaves=[leaf(i) for i in range(start, start + leaves)],
+                nodes=nodes,
+                states=[("XX-HELD", revoked, index)],
+                checkpoint=make_signed_checkpoint("XX", size),
+            )
+
+        with pytest.raises(StorageError, match="append at index 1"):
+            await store.append_recovered(batch(start=1, size=3, index=2))
+        with pytest.raises(StorageError, match="size 5"):
+            await store.append_recovered(batch(size=5))
+        with pytest.raises(StorageError, match="entry 1 is not among"):
+            await store.append_recovered(batch(index=1))
+        # A failure at the last statement (the checkpoint) undoes the others.
+        async with store.write() as tx:
+            await tx.add_checkpoint(make_checkpoint(4))
+        with pytest.raises(AlreadyExistsError):
+            await store.append_recovered(batch())
+        assert await store.log_size() == 2
+        assert await store.get_log_nodes([(0, 2), (0, 3), (1, 1)]) == {}
+        assert await store.get_credential("XX-HELD") == make_credential(
+            "XX-HELD", last_entry_index=0
+        )
+        assert await store.latest_checkpoint() == make_checkpoint(4)
 
     # -- durability across handles ------------------------------------------------------
 
