@@ -895,10 +895,14 @@ def backup(data_dir: Path, out: Path, as_json: bool) -> None:
     from credfed import backup as bk
     from credfed.clock import utc_now
 
+    config = _load_config(data_dir)
     try:
         done = bk.create_backup(data_dir, out, utc_now())
     except CredfedError as exc:
+        _audit_local(config, "backup", [], exc)
         fail(str(exc))
+    # A copy of every credential and secret left the node: on the record.
+    _audit_local(config, "backup", [])
     _emit(
         as_json,
         {**done.to_dict(), "integrity": "ok"},
@@ -926,6 +930,8 @@ def restore(backup_dir: Path, data_dir: Path, as_json: bool) -> None:
         done = bk.restore_backup(backup_dir, data_dir)
     except CredfedError as exc:
         fail(str(exc))
+    # The restored trail continues the backup's chain with this record.
+    _audit_local(_load_config(data_dir), "restore", [])
     _emit(
         as_json,
         {**done.to_dict(), "data_dir": str(data_dir), "restore_pending": True},

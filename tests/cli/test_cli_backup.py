@@ -154,6 +154,17 @@ async def test_round_trip_of_a_stopped_node(stopped: Stopped, tmp_path: Path) ->
     finally:
         proc.stop()
 
+    # Both steps are on the record: the backup in the node's trail, the
+    # restore in the restored trail (which continues the backup's chain).
+    def actions(data_dir: Path) -> list[str]:
+        exported = credfed("audit", "export", "--data-dir", str(data_dir))
+        assert exported.code == 0, exported.err
+        return [json.loads(line)["action"] for line in exported.out.splitlines()]
+
+    assert actions(stopped.node.data_dir)[-1] == "backup"
+    assert "restore" in actions(restored) and "backup" not in actions(restored)
+    assert credfed("audit", "verify", "--data-dir", str(restored)).code == 0
+
 
 async def _backup(stopped: Stopped, out: Path) -> None:
     made = credfed("backup", "--data-dir", str(stopped.node.data_dir), "--out", str(out))
