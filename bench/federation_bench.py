@@ -156,7 +156,8 @@ async def build(
             name,
             name[:2],
             proc,
-            observer=await add_client(config, "peer", "bench log observer"),
+            # ZZ: no partner of the bench; plaintext, so not bound to a certificate.
+            observer=await add_client(config, "peer", "bench log observer", partner="ZZ"),
             verifier=await add_client(config, "verifier", "bench employer"),
         )
     for a, b in pins:
@@ -165,7 +166,9 @@ async def build(
         directory = PeerDirectory(nodes[a].proc.data_dir, nodes[a].country)
         directory.add(envelope, fingerprint(envelope))
     for a, b in links:
-        token = await add_client(cfg.load(nodes[b].proc.data_dir), "peer", f"node {a}")
+        token = await add_client(
+            cfg.load(nodes[b].proc.data_dir), "peer", f"node {a}", partner=nodes[a].country
+        )
         nodes[a].links[b] = token
         directory = PeerDirectory(nodes[a].proc.data_dir, nodes[a].country)
         directory.set_link(nodes[b].country, token, nodes[b].proc.listen)

@@ -114,7 +114,9 @@ async def running(node_dir: Initialised) -> AsyncIterator[RunningNode]:
                 timeout=10,
             )
         for role in ("verifier", "peer", f"issuer:{ISSUER}", f"issuer:{OTHER_ISSUER}"):
-            tokens[role] = await add_client(node_dir.config, role, f"test {role}")
+            tokens[role] = await add_client(
+                node_dir.config, role, f"test {role}", partner="FR" if role == "peer" else None
+            )
         yield rn
     finally:
         await channel.close()

@@ -181,7 +181,9 @@ async def build(
         envelope = own_descriptor(cfg.load(nodes[b].data_dir), _key(nodes[b]), utc_now())
         PeerDirectory(nodes[a].data_dir, nodes[a].country).add(envelope, fingerprint(envelope))
     for a, b in links:
-        token = await add_client(cfg.load(nodes[b].data_dir), "peer", f"node {a}")
+        token = await add_client(
+            cfg.load(nodes[b].data_dir), "peer", f"node {a}", partner=nodes[a].country
+        )
         nodes[a].tokens[f"peer:{b}"] = token
         PeerDirectory(nodes[a].data_dir, nodes[a].country).set_link(
             nodes[b].country, token, nodes[b].federation_target
@@ -240,9 +242,13 @@ def bearer(token: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
 
 
-async def peer_token(node: FedNode, name: str = "test probe") -> str:
-    """A ``peer`` token issued by ``node`` (to call its FederationService)."""
-    return await add_client(cfg.load(node.data_dir), "peer", name)
+async def peer_token(node: FedNode, name: str = "test probe", partner: str | None = None) -> str:
+    """A ``peer`` token issued by ``node`` (to call its FederationService),
+    to ``partner`` (default: XX of a name "node XX", else ZZ, nobody's)."""
+    if partner is None:
+        words = name.split()
+        partner = words[1] if len(words) == 2 and words[0] == "node" else "ZZ"
+    return await add_client(cfg.load(node.data_dir), "peer", name, partner=partner)
 
 
 async def start_all(*nodes: FedNode) -> None:

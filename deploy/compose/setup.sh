@@ -95,7 +95,7 @@ pair() {
         # directory and removed once CC holds it.
         token_file=$EXCHANGE/$other-token-for-$cc
         cf token create --data-dir "$DATA_ROOT/$other" --role peer \
-            --name "$(upper "$cc") node" >"$token_file.tmp"
+            --partner "$(upper "$cc")" --name "$(upper "$cc") node" >"$token_file.tmp"
         mv "$token_file.tmp" "$token_file"
         set -- --token-file "$token_file" --endpoint "$other:$FEDERATION_PORT"
     fi

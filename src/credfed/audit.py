@@ -24,7 +24,9 @@ Record format
   ``unauthenticated``. A local command: ``local``, the operating system user,
   ``operator``.
 - ``country``: the caller's country: this node's for its own clients and
-  local commands; for a peer, the pinned partner country its client name
+  local commands; for a peer, the partner its token was issued to
+  (``token create --partner``, bound to that partner's certificate); for a
+  legacy peer token without one, the pinned partner country its client name
   names (``FR node`` -> ``FR``, see :func:`peer_country`), else null.
 - ``action``: the gRPC method name (``Verify``) or the command (``peer add``).
 - ``subject``: what was acted on: credential ids (for an issuance, the ids

@@ -14,7 +14,7 @@ from credfed.crypto import tls
 from credfed.crypto.keys import SigningKey
 from credfed.crypto.tls import TlsFiles, create_node_tls
 from credfed.errors import AlreadyExistsError, ValidationError
-from credfed.models import Client, parse_role
+from credfed.models import Client, RoleKind, parse_role
 from credfed.rpc_tokens import hash_token, new_token
 from credfed.storage.sqlite import SqliteStore
 
@@ -127,26 +127,40 @@ def _write_private(path: Path, text: str) -> None:
 
 
 async def add_client(
-    config: cfg.Config, role_text: str, name: str, expires_in: timedelta | None = None
+    config: cfg.Config,
+    role_text: str,
+    name: str,
+    expires_in: timedelta | None = None,
+    *,
+    partner: str | None = None,
 ) -> str:
     """Register an API client; returns its token (stored only as a hash).
     See :func:`create_client`, which also returns the client."""
-    _, token = await create_client(config, role_text, name, expires_in)
+    _, token = await create_client(config, role_text, name, expires_in, partner=partner)
     return token
 
 
 async def create_client(
-    config: cfg.Config, role_text: str, name: str, expires_in: timedelta | None = None
+    config: cfg.Config,
+    role_text: str,
+    name: str,
+    expires_in: timedelta | None = None,
+    *,
+    partner: str | None = None,
 ) -> tuple[Client, str]:
     """Register an API client; returns it and its token. The token is stored
     only as a hash: this is the one time it can be shown.
 
     ``expires_in``: the token stops working that long after its creation
-    (None: it never expires, until revoked)."""
+    (None: it never expires, until revoked). ``partner``: required for the
+    ``peer`` role, refused for the others -- the country of the partner the
+    token is for; on the federation port it works only with a certificate
+    of that partner's CA (see credfed.rpc.peerid)."""
     try:
         role = parse_role(role_text)
     except ValueError as exc:
         raise ValidationError("role", str(exc)) from None
+    _check_partner(config, role.kind, partner)
     if expires_in is not None and expires_in <= timedelta(0):
         raise ValidationError("expires_in", "must be a positive duration")
     created_at = datetime.now(UTC)
@@ -166,11 +180,26 @@ async def create_client(
             token_hash=hash_token(token),
             created_at=created_at,
             expires_at=expires_at,
+            partner=partner,
         )
         await store.add_client(client)
         return client, token
     finally:
         await store.close()
+
+
+def _check_partner(config: cfg.Config, kind: RoleKind, partner: str | None) -> None:
+    if kind is not RoleKind.PEER:
+        if partner is not None:
+            raise ValidationError("partner", f"only for the peer role, not {kind.value}")
+        return
+    if partner is None:
+        # Without it the token could not be bound to the partner's certificate.
+        raise ValidationError("partner", "required with --role peer: the partner's country (FR)")
+    if not ids.is_country_code(partner):
+        raise ValidationError("partner", f"{partner[:8]!r} is not a two-letter country code (FR)")
+    if partner == config.country:
+        raise ValidationError("partner", f"{partner} is this node's own country")
 
 
 async def create_certificate_client(

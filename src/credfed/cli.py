@@ -477,6 +477,7 @@ def _client_json(client: ApiClient, now: datetime) -> dict[str, Any]:
         "created_at": iso(client.created_at),
         "expires_at": iso(client.expires_at),
         "revoked_at": iso(client.revoked_at),
+        "partner": client.partner,
     }
 
 
@@ -485,14 +486,25 @@ def _client_json(client: ApiClient, now: datetime) -> dict[str, Any]:
 @click.option("--role", required=True, help="admin, verifier, peer or issuer:<issuer-id>")
 @click.option("--name", required=True, help="Who the token is for (an organisation, a system).")
 @click.option(
+    "--partner",
+    metavar="COUNTRY",
+    help="With --role peer (required): the partner's country; the token then works "
+    "only with a client certificate of that partner's CA.",
+)
+@click.option(
     "--expires-in",
     callback=_duration_option,
     metavar="DURATION",
     help="The token stops working after this long: 90d, 12h, 30m (default: never).",
 )
 @click.option("--json", "as_json", is_flag=True)
-def token_create(
-    data_dir: Path, role: str, name: str, expires_in: timedelta | None, as_json: bool
+def token_create(  # noqa: PLR0917 - click passes each option as an argument
+    data_dir: Path,
+    role: str,
+    name: str,
+    partner: str | None,
+    expires_in: timedelta | None,
+    as_json: bool,
 ) -> None:
     """Create a token; it is printed once and stored only as a hash."""
     from credfed.bootstrap import create_client
@@ -500,7 +512,7 @@ def token_create(
     config = _load_config(data_dir)
     try:
         name = validation.text(name, "name")
-        client, value = asyncio.run(create_client(config, role, name, expires_in))
+        client, value = asyncio.run(create_client(config, role, name, expires_in, partner=partner))
     except ValidationError as exc:
         raise click.BadParameter(exc.message, param_hint=f"--{exc.field}") from None
     except CredfedError as exc:
@@ -533,6 +545,7 @@ def token_list(data_dir: Path, as_json: bool) -> None:
     rows = [
         f"{c.client_id}\t{_client_status(c, now)}\t{c.role}\tcreated {_moment(c.created_at)}"
         f"\texpires {_moment(c.expires_at, 'never')}\trevoked {_moment(c.revoked_at)}\t{c.name}"
+        + (f" (partner {c.partner})" if c.partner else "")
         for c in clients
     ]
     _emit(as_json, [_client_json(c, now) for c in clients], "\n".join(rows) or "no clients")

@@ -318,6 +318,8 @@ def _pairing(tour: Tour) -> None:
             tour.dir(callee),
             "--role",
             "peer",
+            "--partner",
+            caller,
             "--name",
             f"{caller} node",
         )

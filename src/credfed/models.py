@@ -141,6 +141,10 @@ class Client:
     ``expires_at``: the token works before that instant only (None: never
     expires). ``revoked_at``: when the client was revoked (None: not revoked);
     a revoked client's token no longer works, whatever the time.
+    ``partner``: for a ``peer`` client, the country of the partner it was
+    issued to; on the mutual-TLS federation port its token works only with
+    a certificate of that partner's CA (None: created before this was
+    recorded, refused there; always None for other roles).
     """
 
     client_id: str
@@ -150,6 +154,7 @@ class Client:
     created_at: datetime
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
+    partner: str | None = None
 
     def refusal(self, now: datetime) -> str | None:
         """Why this client's token is refused at ``now`` ("token revoked",

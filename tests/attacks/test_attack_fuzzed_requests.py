@@ -348,7 +348,9 @@ async def target(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Targ
                 timeout=10,
             )
         for role in ("verifier", "peer"):
-            tokens[role] = await add_client(init.config, role, f"fuzz {role}")
+            tokens[role] = await add_client(
+                init.config, role, f"fuzz {role}", partner="FR" if role == "peer" else None
+            )
         real = []
         for _ in range(2):
             got = await registry.IssueCredential(

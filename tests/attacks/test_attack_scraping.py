@@ -53,7 +53,9 @@ class Scraped:
     admin: Md
 
     async def token(self, role: str) -> Md:
-        token = await add_client(self.config, role, f"test {role}")
+        token = await add_client(
+            self.config, role, f"test {role}", partner="FR" if role == "peer" else None
+        )
         return (("authorization", f"Bearer {token}"),)
 
     async def issue(self, **overrides: Any) -> str:

@@ -22,7 +22,9 @@ from credfed.rpc_tokens import hash_token
 
 pytestmark = pytest.mark.slow
 
-CLIENT_KEYS = {"client_id", "name", "role", "status", "created_at", "expires_at", "revoked_at"}
+CLIENT_KEYS = {
+    "client_id", "name", "role", "status", "created_at", "expires_at", "revoked_at", "partner",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -89,12 +91,54 @@ def test_create_prints_the_token_alone_on_stdout(
 
 def test_create_without_expires_in_never_expires(data_dir: Path) -> None:
     res = credfed(
-        "token", "create", "--role", "peer", "--name", "FR node", "--json", *_dd(data_dir)
+        "token", "create", "--role", "peer", "--partner", "FR", "--name", "FR node", "--json",
+        *_dd(data_dir),
     )  # fmt: skip
     assert res.code == 0, res.err
     created = res.json()
     assert isinstance(created, dict)
     assert created["expires_at"] is None
+
+
+def test_a_peer_token_records_its_partner(data_dir: Path) -> None:
+    res = credfed(
+        "token", "create", "--role", "peer", "--partner", "PL", "--name", "Polish registry",
+        "--json", *_dd(data_dir),
+    )  # fmt: skip
+    assert res.code == 0, res.err
+    created = res.json()
+    assert isinstance(created, dict)
+    assert (created["role"], created["partner"]) == ("peer", "PL")
+    listed = _listed(data_dir)
+    assert listed[str(created["client_id"])]["partner"] == "PL"
+    # Other roles record none.
+    assert {c["partner"] for c in listed.values() if c["role"] != "peer"} == {None}
+    human = credfed("token", "list", *_dd(data_dir))
+    [row] = [r for r in human.out.splitlines() if r.startswith(str(created["client_id"]))]
+    assert row.endswith("Polish registry (partner PL)")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--role", "peer"], "required with --role peer"),
+        (["--role", "peer", "--partner", "fr"], "'fr' is not a two-letter country code"),
+        (["--role", "peer", "--partner", "FRA"], "'FRA' is not a two-letter country code"),
+        (["--role", "peer", "--partner", "DE"], "DE is this node's own country"),
+        (["--role", "verifier", "--partner", "FR"], "only for the peer role, not verifier"),
+    ],
+)
+def test_the_partner_is_required_for_peer_tokens_only(
+    data_dir: Path, args: list[str], message: str
+) -> None:
+    before = _listed(data_dir)
+    res = credfed("token", "create", *args, "--name", "refused", *_dd(data_dir))
+    assert res.code == 2, (res.code, res.out, res.err)
+    errors = [line for line in res.err.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, res.err
+    assert errors[0].startswith(f"Error: Invalid value for --partner: {message}"), res.err
+    assert res.out == ""
+    assert _listed(data_dir) == before  # nothing created
 
 
 BAD_DURATIONS = ["90", "d", "0d", "-1d", "+1d", "1.5d", "90 d", " 90d", "90d\n", "90D", "1w",

@@ -215,7 +215,7 @@ async def test_partner_lookups_name_the_partner_country(tmp_path: Path) -> None:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}") as channel:
             admin = (("authorization", f"Bearer {de.admin_token}"),)
             await _registry_issuer(channel, admin)
-            peer = await add_client(de.config, "peer", "FR node")
+            peer = await add_client(de.config, "peer", "FR node", partner="FR")
             issued = await _issue(channel, admin)
             stub = federation_pb2_grpc.FederationServiceStub(channel)
             await stub.LookupCredential(

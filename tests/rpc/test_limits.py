@@ -46,7 +46,9 @@ class Served:
     admin: str
 
     async def token(self, role: str) -> tuple[tuple[str, str], ...]:
-        token = await add_client(self.config, role, f"test {role}")
+        token = await add_client(
+            self.config, role, f"test {role}", partner="FR" if role == "peer" else None
+        )
         return (("authorization", f"Bearer {token}"),)
 
     @property

@@ -105,7 +105,9 @@ async def metered(init: Initialised, **limits: Any) -> AsyncIterator[Metered]:
     tokens = {"admin": init.admin_token}
     try:
         for role in ("verifier", "peer"):
-            tokens[role] = await add_client(config, role, f"client {role} Ms Example")
+            tokens[role] = await add_client(
+                config, role, f"client {role} Ms Example", partner="FR" if role == "peer" else None
+            )
         m = Metered(node, running, channel, init, tokens)
         await m.registry.RegisterIssuer(
             r.RegisterIssuerRequest(issuer_id=ISSUER, name=ISSUER, sectors=["energy"]),

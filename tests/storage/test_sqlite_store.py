@@ -8,12 +8,14 @@ import stat
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import closing
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from credfed.errors import AlreadyExistsError, NotFoundError, StorageError
+from credfed.models import Role, RoleKind
 from credfed.storage.base import ReplicaAppend, Store
 from credfed.storage.sqlite import SqliteStore, load_migrations
 from credfed.testing.factories import (
@@ -483,3 +485,38 @@ async def test_commit_is_visible_to_a_fresh_connection(tmp_path: Path) -> None:
             assert other.execute("SELECT leaf FROM log_leaves").fetchall() == [(leaf(0),)]
     finally:
         await store.close()
+
+
+async def test_a_schema_6_database_gains_the_peer_partner_column(tmp_path: Path) -> None:
+    """Clients created before schema 7 keep working, with no partner recorded
+    (a peer one is refused on the federation port until recreated)."""
+    path = tmp_path / "node.db"
+    with _raw(path) as raw:
+        raw.execute("BEGIN")
+        for migration in load_migrations()[:6]:
+            for statement in migration.statements:
+                raw.execute(statement)
+        raw.execute("PRAGMA user_version = 6")
+        raw.execute(
+            "INSERT INTO clients (client_id, name, role, token_hash, created_at)"
+            " VALUES ('c-old', 'FR node', 'peer', x'0102', 0)"
+        )
+        raw.execute("COMMIT")
+        columns = {r[1] for r in raw.execute("PRAGMA table_info(clients)")}
+        assert "partner" not in columns
+    store = await SqliteStore.open(path)
+    try:
+        old = await store.get_client_by_token_hash(b"\x01\x02")
+        assert old is not None
+        assert (old.name, str(old.role), old.partner) == ("FR node", "peer", None)
+        new = replace(make_client("c-new", role=Role(RoleKind.PEER)), partner="PL")
+        await store.add_client(new)
+        assert await store.get_client_by_token_hash(new.token_hash) == new
+    finally:
+        await store.close()
+    with _raw(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone() == (7,)
+        assert raw.execute("SELECT client_id, partner FROM clients ORDER BY 1").fetchall() == [
+            ("c-new", "PL"),
+            ("c-old", None),
+        ]

@@ -141,8 +141,10 @@ _NOBODY: Final = _Actor("", "", audit.UNAUTHENTICATED, None)
 class AuditInterceptor(grpc.aio.ServerInterceptor):
     """Queues one audit record per audited call on ``trail``.
 
-    ``partners``: the countries of the pinned partners, to tell which one a
-    peer client is from (by its name, see :func:`credfed.audit.peer_country`).
+    A peer client's country is the partner its token was issued to
+    (``Client.partner``). ``partners``: the countries of the pinned partners,
+    to tell which one a legacy peer client (no partner recorded) is from, by
+    its name (see :func:`credfed.audit.peer_country`).
     """
 
     def __init__(
@@ -277,11 +279,12 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):
             return _NOBODY
         actor = self._actors.get(client.client_id)
         if actor is None or actor.client_name != client.name:
-            country = (
-                audit.peer_country(client.name, self._partners())
-                if client.role.kind is RoleKind.PEER
-                else self._country
-            )
+            if client.role.kind is not RoleKind.PEER:
+                country: str | None = self._country
+            elif client.partner is not None:
+                country = client.partner  # recorded at token creation, bound to its certificate
+            else:  # a peer token from before partners were recorded
+                country = audit.peer_country(client.name, self._partners())
             actor = _Actor(client.client_id, client.name, str(client.role), country)
             if len(self._actors) > 10_000:
                 self._actors.clear()

@@ -5,6 +5,11 @@ stored (tokens are 256-bit random, so a slow hash adds nothing). The
 :data:`METHOD_ROLES` table lists, for every method the server exposes, the
 roles that may call it; a method missing from the table is refused, so a new
 RPC cannot ship unguarded.
+
+On the mutual-TLS federation port a ``peer`` token is bound to the partner
+it was issued to (``Client.partner``): the client certificate must have been
+issued by that partner's pinned CA (:mod:`credfed.rpc.peerid`), so FR's
+certificate does not work with the token this node issued to PL.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from credfed.errors import PermissionDeniedError, UnauthenticatedError
 from credfed.models import Client, Role, RoleKind
 from credfed.rpc.errors import status_for
 from credfed.rpc.handlers import WrapperCache
+from credfed.rpc.peerid import PartnerCAs
 from credfed.rpc_tokens import TOKEN_PREFIX, hash_token
 from credfed.storage.base import Store
 
@@ -176,15 +182,46 @@ def authorize(method: str, role: Role) -> None:
         raise PermissionDeniedError(f"role {role.kind.value} may not call {method}")
 
 
+def bind_partner(client: Client, certificate: bytes, partners: PartnerCAs) -> None:
+    """Refuse a peer token presented with a certificate of another
+    partner's CA than the one of the partner it was issued to."""
+    if client.partner is None:
+        raise PermissionDeniedError(
+            "this peer token records no partner country (created before tokens were bound"
+            " to certificates): recreate it with 'credfed token create --role peer --partner CC'"
+        )
+    countries = partners.countries_of(certificate)
+    if client.partner not in countries:
+        log.warning(
+            "auth.partner_mismatch",
+            client_id=client.client_id,
+            partner=client.partner,
+            certificate_of=",".join(sorted(countries)) or None,
+        )
+        of = f"{'/'.join(sorted(countries))}'s CA" if countries else "no pinned partner's CA"
+        raise PermissionDeniedError(
+            f"peer token issued to {client.partner} used with a certificate of {of}"
+        )
+
+
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Authenticates and authorises every call before the servicer runs.
 
     ``by_certificate``: the port requires a client certificate of this
-    node's CA, and the client is the one registered for that certificate."""
+    node's CA, and the client is the one registered for that certificate.
+    ``partners``: the mutual-TLS federation port -- a peer token works only
+    with a certificate of its partner's CA (see :func:`bind_partner`)."""
 
-    def __init__(self, authenticator: Authenticator, *, by_certificate: bool = False) -> None:
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        *,
+        by_certificate: bool = False,
+        partners: PartnerCAs | None = None,
+    ) -> None:
         self._auth = authenticator
         self._by_certificate = by_certificate
+        self._partners = partners
         self._cache = WrapperCache()
 
     async def intercept_service(
@@ -199,7 +236,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if method in METHOD_ROLES and METHOD_ROLES[method] is None:
             return handler
         return self._cache.get(
-            method, handler, lambda: _guarded(handler, method, self._auth, self._by_certificate)
+            method,
+            handler,
+            lambda: _guarded(handler, method, self._auth, self._by_certificate, self._partners),
         )
 
 
@@ -212,7 +251,11 @@ def _peer_certificate(context: Any) -> bytes:
 
 
 def _guarded(
-    handler: grpc.RpcMethodHandler, method: str, auth: Authenticator, by_certificate: bool
+    handler: grpc.RpcMethodHandler,
+    method: str,
+    auth: Authenticator,
+    by_certificate: bool,
+    partners: PartnerCAs | None,
 ) -> grpc.RpcMethodHandler:
     async def check(context: Any) -> None:
         try:
@@ -221,6 +264,8 @@ def _guarded(
             if method not in METHOD_ROLES:
                 raise PermissionDeniedError(f"{method} is not exposed")
             authorize(method, client.role)
+            if partners is not None and client.role.kind is RoleKind.PEER:
+                bind_partner(client, _peer_certificate(context), partners)
         except (UnauthenticatedError, PermissionDeniedError) as exc:
             await context.abort(status_for(exc), str(exc))
         _caller.set(client)

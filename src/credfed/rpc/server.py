@@ -27,6 +27,7 @@ from credfed.rpc.healthmon import HealthMonitor
 from credfed.rpc.limits import MAX_MESSAGE_BYTES
 from credfed.rpc.metrics import Endpoint, Metrics
 from credfed.rpc.observe import ObserveInterceptor, in_task, started_in_task
+from credfed.rpc.peerid import PartnerCAs, of_trust
 from credfed.rpc.peerlink import partner_links
 from credfed.rpc.ratelimit import RateLimitInterceptor, server_options
 from credfed.rpc.servicers import FederationServicer, RegistryServicer, VerificationServicer
@@ -210,9 +211,14 @@ def _tls_credentials(files: TlsFiles, client_roots: bytes | None) -> grpc.Server
 
 
 def new_server(
-    node: Node, *, by_certificate: bool = False, metrics: Metrics | None = None
+    node: Node,
+    *,
+    by_certificate: bool = False,
+    metrics: Metrics | None = None,
+    partners: PartnerCAs | None = None,
 ) -> grpc.aio.Server:
-    """A server with the interceptors and limits every listener of a node has."""
+    """A server with the interceptors and limits every listener of a node has
+    (``partners``: the mutual-TLS federation port's, see rpc.auth)."""
     return grpc.aio.server(
         interceptors=[
             # First: the request id is bound before the others log (see observe).
@@ -221,7 +227,11 @@ def new_server(
             AuditInterceptor(
                 node.audit, node.store, node.config.country, node.replicas.trust.origins
             ),
-            AuthInterceptor(Authenticator(node.store, now=node.now), by_certificate=by_certificate),
+            AuthInterceptor(
+                Authenticator(node.store, now=node.now),
+                by_certificate=by_certificate,
+                partners=partners,
+            ),
             # After auth: auth's handler wrapper sets the caller this one counts by.
             RateLimitInterceptor(
                 node.config.limits, on_limited=metrics.rate_limited if metrics else None
@@ -271,7 +281,8 @@ async def start(node: Node, listen: str | None = None) -> RunningServer:
         # certificate issued by the CA of a partner this node pinned.
         files = TlsFiles(node.config.tls_dir)
         port = _bind(server, address, _tls_credentials(files, None), "server.listen")
-        fed_server = new_server(node, metrics=metrics)
+        # A peer token works there only with its partner's certificate.
+        fed_server = new_server(node, metrics=metrics, partners=of_trust(node.replicas.trust))
         federation_pb2_grpc.add_FederationServiceServicer_to_server(
             FederationServicer(node), fed_server
         )

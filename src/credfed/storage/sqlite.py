@@ -99,7 +99,9 @@ _CREDENTIAL_COLUMNS: Final = (
 _CHECKPOINT_COLUMNS: Final = (
     "tree_size, origin, root_hash, timestamp, payload, payload_type, key_id, signature"
 )
-_CLIENT_COLUMNS: Final = "client_id, name, role, token_hash, created_at, expires_at, revoked_at"
+_CLIENT_COLUMNS: Final = (
+    "client_id, name, role, token_hash, created_at, expires_at, revoked_at, partner"
+)
 _ISSUER_COLUMNS: Final = "issuer_id, name, sectors, status"
 
 # Statements built once from the fixed column lists above (never from input,
@@ -122,7 +124,7 @@ _SET_ISSUER_STATUS: Final = (
 )
 _GET_CLIENT_BY_TOKEN: Final = f"SELECT {_CLIENT_COLUMNS} FROM clients WHERE token_hash = ?"  # noqa: S608
 _LIST_CLIENTS: Final = f"SELECT {_CLIENT_COLUMNS} FROM clients ORDER BY client_id"  # noqa: S608
-_INSERT_CLIENT: Final = f"INSERT INTO clients ({_CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+_INSERT_CLIENT: Final = f"INSERT INTO clients ({_CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
 # Revoking twice keeps the first time.
 _REVOKE_CLIENT: Final = (
     "UPDATE clients SET revoked_at = coalesce(revoked_at, ?) "  # noqa: S608
@@ -326,6 +328,7 @@ def _client(row: Row) -> Client:
         created_at=_from_micros(row[4]),
         expires_at=None if row[5] is None else _from_micros(row[5]),
         revoked_at=None if row[6] is None else _from_micros(row[6]),
+        partner=row[7],
     )
 
 
@@ -1295,6 +1298,7 @@ class SqliteStore:
             _micros(client.created_at),
             None if client.expires_at is None else _micros(client.expires_at),
             None if client.revoked_at is None else _micros(client.revoked_at),
+            client.partner,
         )
         try:
             async with self._transaction():

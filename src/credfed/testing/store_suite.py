@@ -211,7 +211,8 @@ class StoreSuite:
         clients = [
             make_client("c-admin", role=Role(RoleKind.ADMIN)),
             make_client("c-verifier", role=Role(RoleKind.VERIFIER)),
-            make_client("c-peer", role=Role(RoleKind.PEER)),
+            make_client("c-peer", role=Role(RoleKind.PEER)),  # legacy: no partner
+            replace(make_client("c-peer-fr", role=Role(RoleKind.PEER)), partner="FR"),
             make_client(
                 "c-issuer",
                 role=Role(RoleKind.ISSUER, "de-hwk-muenchen"),
@@ -222,7 +223,9 @@ class StoreSuite:
             await store.add_client(client)
         for client in clients:
             assert await store.get_client_by_token_hash(client.token_hash) == client
-        issuer_client = await store.get_client_by_token_hash(clients[3].token_hash)
+        peers = [await store.get_client_by_token_hash(c.token_hash) for c in clients[2:4]]
+        assert [p.partner if p else "?" for p in peers] == [None, "FR"]
+        issuer_client = await store.get_client_by_token_hash(clients[4].token_hash)
         assert issuer_client is not None
         assert issuer_client.role.issuer_id == "de-hwk-muenchen"
         assert issuer_client.created_at.utcoffset() is not None
