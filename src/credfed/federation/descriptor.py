@@ -17,10 +17,9 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
-from typing import NoReturn
+from datetime import datetime
 
-from credfed.canonical import canonical_json, field_problem, load_json_object
+from credfed.canonical import EPOCH, MAX_MILLIS, ONE_MS, Strict, canonical_json
 from credfed.crypto.envelope import DESCRIPTOR_TYPE, MAX_PAYLOAD, sign_envelope, verify_envelope
 from credfed.crypto.keys import RAW_KEY_SIZE, SigningKey, VerifyingKey, key_id_for
 from credfed.errors import (
@@ -30,7 +29,6 @@ from credfed.errors import (
     PreconditionError,
     SignatureError,
     UntrustedSignerError,
-    ValidationError,
 )
 from credfed.ids import is_country_code
 from credfed.models import Envelope
@@ -40,10 +38,7 @@ MAX_KEYS = 16
 MAX_TLS_CA_CERT = 16 * 1024
 MAX_VERSION = 2**63 - 1  # stored as an SQLite integer
 
-_FIELD = "descriptor"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MS = timedelta(milliseconds=1)
-_MAX_MILLIS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - _EPOCH) // _ONE_MS
+_D = Strict("descriptor")
 
 _TOP_FIELDS = frozenset(
     {"country", "node_id", "endpoints", "keys", "tls_ca_cert", "version", "issued_at"}
@@ -106,7 +101,7 @@ def encode_descriptor(d: Descriptor) -> bytes:
     _check_endpoints(d.endpoints)
     _check_tls_ca_cert(d.tls_ca_cert)
     if not 1 <= d.version <= MAX_VERSION:
-        _fail(f"version {d.version} is out of range (1..{MAX_VERSION})")
+        _D.fail(f"version {d.version} is out of range (1..{MAX_VERSION})")
     return canonical_json(
         {
             "country": d.country,
@@ -122,26 +117,24 @@ def encode_descriptor(d: Descriptor) -> bytes:
 
 def decode_descriptor(payload: bytes) -> Descriptor:
     """Parse ``payload`` strictly; any flaw is a ValidationError("descriptor")."""
-    if len(payload) > MAX_PAYLOAD:
-        _fail(f"{len(payload)} bytes exceeds the {MAX_PAYLOAD}-byte limit")
-    try:
-        obj = load_json_object(bytes(payload))
-    except ValueError as exc:  # also UnicodeDecodeError and over-long integers
-        _fail(f"not a JSON object: {str(exc)[:80]}")
-    _exact_fields("the object", obj, _TOP_FIELDS)
+    obj = _D.load(payload, MAX_PAYLOAD)
+    _D.exact("the object", obj, _TOP_FIELDS)
     d = Descriptor(
-        country=_str(obj, "country"),
-        node_id=_str(obj, "node_id"),
-        endpoints=tuple(_str_item(e, "endpoints") for e in _list(obj, "endpoints", MAX_ENDPOINTS)),
-        keys=tuple(_decode_key(k) for k in _list(obj, "keys", MAX_KEYS)),
-        tls_ca_cert=_str(obj, "tls_ca_cert"),
-        version=_int(obj, "version"),
-        issued_at=_from_millis("issued_at", _int(obj, "issued_at")),
+        country=_D.string(obj["country"], "country"),
+        node_id=_D.string(obj["node_id"], "node_id"),
+        endpoints=tuple(
+            _D.string_item(e, "endpoints")
+            for e in _D.array(obj["endpoints"], "endpoints", MAX_ENDPOINTS)
+        ),
+        keys=tuple(_decode_key(k) for k in _D.array(obj["keys"], "keys", MAX_KEYS)),
+        tls_ca_cert=_D.string(obj["tls_ca_cert"], "tls_ca_cert"),
+        version=_D.integer(obj["version"], "version"),
+        issued_at=_D.moment(obj["issued_at"], "issued_at"),
     )
     # One spelling per descriptor: anything the encoder would write differently
     # (escapes, key order, whitespace) is refused.
     if encode_descriptor(d) != payload:
-        _fail("not in canonical form")
+        _D.fail("not in canonical form")
     return d
 
 
@@ -266,50 +259,46 @@ def _verify(envelope: Envelope, keys: dict[str, VerifyingKey], what: str) -> byt
         ) from None
 
 
-def _fail(message: str) -> NoReturn:
-    raise ValidationError(_FIELD, message)
-
-
 def _check_identity(d: Descriptor) -> None:
     if not is_country_code(d.country):
-        _fail(f"country {d.country[:40]!r} is not a two-letter upper-case country code")
+        _D.fail(f"country {d.country[:40]!r} is not a two-letter upper-case country code")
     if not _NODE_ID_RE.fullmatch(d.node_id):
-        _fail(f"node_id {d.node_id[:80]!r} is not 1-64 letters, digits, '.', '_' or '-'")
+        _D.fail(f"node_id {d.node_id[:80]!r} is not 1-64 letters, digits, '.', '_' or '-'")
 
 
 def _check_endpoints(endpoints: tuple[str, ...]) -> None:
     if len(endpoints) > MAX_ENDPOINTS:
-        _fail(f"more than {MAX_ENDPOINTS} endpoints")
+        _D.fail(f"more than {MAX_ENDPOINTS} endpoints")
     for endpoint in endpoints:
         match = _ENDPOINT_RE.fullmatch(endpoint)
         if match is None or int(match.group(1)) > 65535:
-            _fail(f"endpoint {endpoint[:80]!r} is not HOST:PORT")
+            _D.fail(f"endpoint {endpoint[:80]!r} is not HOST:PORT")
     if len(set(endpoints)) != len(endpoints):
-        _fail("endpoints are listed twice")
+        _D.fail("endpoints are listed twice")
 
 
 def _check_tls_ca_cert(pem: str) -> None:
     if len(pem) > MAX_TLS_CA_CERT:
-        _fail(f"tls_ca_cert exceeds {MAX_TLS_CA_CERT} characters")
+        _D.fail(f"tls_ca_cert exceeds {MAX_TLS_CA_CERT} characters")
     # Empty until mutual TLS lands: a node then has no CA to publish yet.
     if pem and not _PEM_RE.fullmatch(pem):
-        _fail("tls_ca_cert is not a PEM certificate bundle")
+        _D.fail("tls_ca_cert is not a PEM certificate bundle")
 
 
 def _encode_keys(keys: tuple[KeyEntry, ...]) -> list[dict[str, object]]:
     # At least one key: a descriptor must be able to vouch for itself.
     if not 1 <= len(keys) <= MAX_KEYS:
-        _fail(f"a descriptor lists 1 to {MAX_KEYS} keys, not {len(keys)}")
+        _D.fail(f"a descriptor lists 1 to {MAX_KEYS} keys, not {len(keys)}")
     if len({k.key_id for k in keys}) != len(keys):
-        _fail("a key is listed twice")
+        _D.fail("a key is listed twice")
     out: list[dict[str, object]] = []
     for k in keys:
         if k.key_id != key_id_for(k.public_key.raw):
-            _fail(f"key id {k.key_id[:40]!r} is not the id of its public key")
+            _D.fail(f"key id {k.key_id[:40]!r} is not the id of its public key")
         not_before = _to_millis("not_before", k.not_before)
         not_after = None if k.not_after is None else _to_millis("not_after", k.not_after)
         if not_after is not None and not_after < not_before:
-            _fail(f"key {k.key_id} expires before it becomes valid")
+            _D.fail(f"key {k.key_id} expires before it becomes valid")
         out.append(
             {
                 "key_id": k.key_id,
@@ -323,73 +312,31 @@ def _encode_keys(keys: tuple[KeyEntry, ...]) -> list[dict[str, object]]:
 
 def _decode_key(value: object) -> KeyEntry:
     if not isinstance(value, dict):
-        _fail("keys[] must hold objects")
-    _exact_fields("keys[]", value, _KEY_FIELDS)
-    key_id, public_hex = _str(value, "key_id"), _str(value, "public_key")
+        _D.fail("keys[] must hold objects")
+    _D.exact("keys[]", value, _KEY_FIELDS)
+    key_id = _D.string(value["key_id"], "key_id")
+    public_hex = _D.string(value["public_key"], "public_key")
     if not _KEY_ID_RE.fullmatch(key_id):
-        _fail(f"key_id {key_id[:40]!r} is not 32 lower-case hex characters")
+        _D.fail(f"key_id {key_id[:40]!r} is not 32 lower-case hex characters")
     if not _PUBLIC_KEY_RE.fullmatch(public_hex):
-        _fail(f"public_key is not {2 * RAW_KEY_SIZE} lower-case hex characters")
+        _D.fail(f"public_key is not {2 * RAW_KEY_SIZE} lower-case hex characters")
     try:
         public_key = VerifyingKey.from_raw(bytes.fromhex(public_hex))
     except SignatureError as exc:
-        _fail(f"public_key: {exc}")
-    open_ended = value["not_after"] is None
+        _D.fail(f"public_key: {exc}")
     return KeyEntry(
         key_id=key_id,
         public_key=public_key,
-        not_before=_from_millis("not_before", _int(value, "not_before")),
-        not_after=None if open_ended else _from_millis("not_after", _int(value, "not_after")),
+        not_before=_D.moment(value["not_before"], "not_before"),
+        not_after=_D.optional(value["not_after"], "not_after", _D.moment),
     )
-
-
-def _exact_fields(where: str, obj: dict[str, object], fields: frozenset[str]) -> None:
-    problem = field_problem(where, obj, fields)
-    if problem is not None:
-        _fail(problem)
-
-
-def _str(obj: dict[str, object], name: str) -> str:
-    value = obj[name]
-    if not isinstance(value, str):
-        _fail(f"{name} must be a string")
-    return value
-
-
-def _str_item(value: object, name: str) -> str:
-    if not isinstance(value, str):
-        _fail(f"{name}[] must hold strings")
-    return value
-
-
-def _int(obj: dict[str, object], name: str) -> int:
-    value = obj[name]
-    # bool is an int in Python, not in JSON.
-    if not isinstance(value, int) or isinstance(value, bool):
-        _fail(f"{name} must be an integer")
-    return value
-
-
-def _list(obj: dict[str, object], name: str, cap: int) -> list[object]:
-    value = obj[name]
-    if not isinstance(value, list):
-        _fail(f"{name} must be a list")
-    if len(value) > cap:
-        _fail(f"more than {cap} {name}")
-    return value
 
 
 def _to_millis(name: str, moment: datetime) -> int:
     if moment.tzinfo is None or moment.utcoffset() is None:
         # A naive time means a different instant on every machine.
-        _fail(f"{name} must be timezone-aware")
-    millis = (moment - _EPOCH) // _ONE_MS
-    if not 0 <= millis <= _MAX_MILLIS:
-        _fail(f"{name} is out of range")
+        _D.fail(f"{name} must be timezone-aware")
+    millis = (moment - EPOCH) // ONE_MS
+    if not 0 <= millis <= MAX_MILLIS:
+        _D.fail(f"{name} is out of range")
     return millis
-
-
-def _from_millis(name: str, millis: int) -> datetime:
-    if not 0 <= millis <= _MAX_MILLIS:
-        _fail(f"{name} {millis} is out of range")
-    return _EPOCH + millis * _ONE_MS

@@ -17,9 +17,8 @@ import binascii
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NoReturn
 
-from credfed.canonical import canonical_json, field_problem, load_json_object
+from credfed.canonical import Strict, canonical_json
 from credfed.crypto.envelope import CHECKPOINT_TYPE
 from credfed.crypto.keys import SIGNATURE_SIZE, VerifyingKey
 from credfed.errors import (
@@ -28,7 +27,6 @@ from credfed.errors import (
     SignatureError,
     TrustError,
     UntrustedSignerError,
-    ValidationError,
 )
 from credfed.ids import is_country_code
 from credfed.models import Envelope, SignedCheckpoint
@@ -42,7 +40,7 @@ FORMAT = "credfed-fork-evidence/v1"
 MAX_EVIDENCE = 64 * 1024
 MAX_PROOF = 128  # twice the longest consistency proof of a 2**63-leaf tree
 
-_FIELD = "evidence"
+_E = Strict("evidence")
 _FIELDS = frozenset({"format", "origin", "first", "second", "proof", "root_at_first_size"})
 _ENVELOPE_FIELDS = frozenset({"payload", "payload_type", "key_id", "signature"})
 _MAX_KEY_ID = 64
@@ -137,9 +135,9 @@ def _check_alt_root(ev: ForkEvidence, m: int, n: int, alt: bytes, second_root: b
 def encode_evidence(ev: ForkEvidence) -> bytes:
     """Canonical JSON, binary fields in standard base64."""
     if not is_country_code(ev.origin):
-        _fail(f"origin {ev.origin[:40]!r} is not a two-letter country code")
+        _E.fail(f"origin {ev.origin[:40]!r} is not a two-letter country code")
     if len(ev.proof) > MAX_PROOF:
-        _fail(f"proof has more than {MAX_PROOF} hashes")
+        _E.fail(f"proof has more than {MAX_PROOF} hashes")
     data = canonical_json(
         {
             "format": FORMAT,
@@ -153,45 +151,40 @@ def encode_evidence(ev: ForkEvidence) -> bytes:
         }
     )
     if len(data) > MAX_EVIDENCE:
-        _fail(f"encoded evidence exceeds {MAX_EVIDENCE} bytes")
+        _E.fail(f"encoded evidence exceeds {MAX_EVIDENCE} bytes")
     return data
 
 
 def decode_evidence(data: bytes) -> ForkEvidence:
     """Parse strictly; any flaw is a ValidationError("evidence")."""
-    if len(data) > MAX_EVIDENCE:
-        _fail(f"{len(data)} bytes exceeds the {MAX_EVIDENCE}-byte limit")
-    try:
-        obj = load_json_object(bytes(data))
-    except ValueError as exc:
-        _fail(f"not a JSON object: {str(exc)[:80]}")
-    _exact_fields("the object", obj, _FIELDS)
+    obj = _E.load(data, MAX_EVIDENCE)
+    _E.exact("the object", obj, _FIELDS)
     if obj["format"] != FORMAT:
-        _fail(f"unknown format {str(obj['format'])[:40]!r}")
+        _E.fail(f"unknown format {str(obj['format'])[:40]!r}")
     proof = obj["proof"]
     if not isinstance(proof, list) or len(proof) > MAX_PROOF:
-        _fail(f"proof must be a list of at most {MAX_PROOF} hashes")
+        _E.fail(f"proof must be a list of at most {MAX_PROOF} hashes")
     ev = ForkEvidence(
-        origin=_str(obj["origin"], "origin"),
+        origin=_E.string(obj["origin"], "origin"),
         first=_decode_envelope("first", obj["first"]),
         second=_decode_envelope("second", obj["second"]),
         proof=tuple(_unb64(p, "proof[]") for p in proof),
         second_tree_root_at_first_size=_unb64(obj["root_at_first_size"], "root_at_first_size"),
     )
     if encode_evidence(ev) != data:
-        _fail("not in canonical form")
+        _E.fail("not in canonical form")
     return ev
 
 
 def _encode_envelope(name: str, env: Envelope) -> dict[str, object]:
     if len(env.payload) > MAX_BODY:
-        _fail(f"{name}.payload exceeds {MAX_BODY} bytes")
+        _E.fail(f"{name}.payload exceeds {MAX_BODY} bytes")
     if len(env.signature) != SIGNATURE_SIZE:
-        _fail(f"{name}.signature must be {SIGNATURE_SIZE} bytes")
+        _E.fail(f"{name}.signature must be {SIGNATURE_SIZE} bytes")
     if not 0 < len(env.key_id) <= _MAX_KEY_ID:
-        _fail(f"{name}.key_id must be 1-{_MAX_KEY_ID} characters")
+        _E.fail(f"{name}.key_id must be 1-{_MAX_KEY_ID} characters")
     if not 0 < len(env.payload_type) <= _MAX_PAYLOAD_TYPE:
-        _fail(f"{name}.payload_type must be 1-{_MAX_PAYLOAD_TYPE} characters")
+        _E.fail(f"{name}.payload_type must be 1-{_MAX_PAYLOAD_TYPE} characters")
     return {
         "payload": _b64(env.payload),
         "payload_type": env.payload_type,
@@ -201,36 +194,19 @@ def _encode_envelope(name: str, env: Envelope) -> dict[str, object]:
 
 
 def _decode_envelope(name: str, value: object) -> Envelope:
-    if not isinstance(value, dict):
-        _fail(f"{name} must be an object")
-    _exact_fields(name, value, _ENVELOPE_FIELDS)
+    env = _E.obj(value, name)
+    _E.exact(name, env, _ENVELOPE_FIELDS)
     return Envelope(
-        payload=_unb64(value["payload"], f"{name}.payload"),
-        payload_type=_str(value["payload_type"], f"{name}.payload_type"),
-        key_id=_str(value["key_id"], f"{name}.key_id"),
-        signature=_unb64(value["signature"], f"{name}.signature"),
+        payload=_unb64(env["payload"], f"{name}.payload"),
+        payload_type=_E.string(env["payload_type"], f"{name}.payload_type"),
+        key_id=_E.string(env["key_id"], f"{name}.key_id"),
+        signature=_unb64(env["signature"], f"{name}.signature"),
     )
-
-
-def _fail(message: str) -> NoReturn:
-    raise ValidationError(_FIELD, message)
-
-
-def _exact_fields(where: str, obj: dict[str, object], fields: frozenset[str]) -> None:
-    problem = field_problem(where, obj, fields)
-    if problem is not None:
-        _fail(problem)
-
-
-def _str(value: object, name: str) -> str:
-    if not isinstance(value, str):
-        _fail(f"{name} must be a string")
-    return value
 
 
 def _hash(name: str, h: bytes) -> bytes:
     if len(h) != merkle.HASH_SIZE:
-        _fail(f"{name} must be a {merkle.HASH_SIZE}-byte hash")
+        _E.fail(f"{name} must be a {merkle.HASH_SIZE}-byte hash")
     return h
 
 
@@ -239,8 +215,8 @@ def _b64(raw: bytes) -> str:
 
 
 def _unb64(value: object, name: str) -> bytes:
-    text = _str(value, name)
+    text = _E.string(value, name)
     try:
         return base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, ValueError):  # UnicodeEncodeError is a ValueError
-        _fail(f"{name} is not standard base64")
+        _E.fail(f"{name} is not standard base64")

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
-from typing import Final, NoReturn, TypeVar
+from datetime import date, datetime
+from typing import Final
 
 from credfed import validation
-from credfed.canonical import canonical_json, field_problem, load_json_object
+from credfed.canonical import EPOCH, MAX_MILLIS, ONE_MS, Strict, canonical_json
 from credfed.codelists import is_isco_code
 from credfed.crypto.envelope import MAX_PAYLOAD, sign_envelope, verify_envelope
 from credfed.crypto.keys import SigningKey, VerifyingKey
@@ -41,15 +41,11 @@ MAX_LEGAL_BASIS: Final = 1000
 #: Versions travel as a protobuf uint32.
 MAX_VERSION: Final = 2**32 - 1
 
-_FIELD = "rule"
-_T = TypeVar("_T")
+_R = Strict("rule")
 _RULE_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{2,63}", re.ASCII)
 # The shape of Qualification.national_code (credfed.validation.draft).
 _NATIONAL_CODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,63}", re.ASCII)
 _ISCO_PREFIX_RE = re.compile(r"[0-9]{1,4}", re.ASCII)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MS = timedelta(milliseconds=1)
-_MAX_MILLIS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - _EPOCH) // _ONE_MS
 
 _TOP_FIELDS = frozenset(
     {
@@ -321,10 +317,10 @@ def _moment(value: object, field: str) -> datetime:
     if not isinstance(value, datetime) or value.utcoffset() is None:
         # A naive time means a different instant on every machine.
         raise ValidationError(field, "must be a timezone-aware datetime")
-    millis = (value - _EPOCH) // _ONE_MS
-    if not 0 <= millis <= _MAX_MILLIS:
+    millis = (value - EPOCH) // ONE_MS
+    if not 0 <= millis <= MAX_MILLIS:
         raise ValidationError(field, "is out of range")
-    return _EPOCH + millis * _ONE_MS
+    return EPOCH + millis * ONE_MS
 
 
 # -- tombstones -----------------------------------------------------------------
@@ -376,64 +372,64 @@ def encode_rule(rule: Rule) -> bytes:
             "valid_from": r.valid_from.isoformat(),
             "valid_until": None if r.valid_until is None else r.valid_until.isoformat(),
             "removed": r.removed,
-            "issued_at": (r.issued_at - _EPOCH) // _ONE_MS,
+            "issued_at": (r.issued_at - EPOCH) // ONE_MS,
         }
     )
 
 
 def decode_rule(payload: bytes) -> Rule:
     """Parse ``payload`` strictly; any flaw is a ``ValidationError("rule")``."""
-    if len(payload) > MAX_PAYLOAD:
-        _fail(f"{len(payload)} bytes exceeds the {MAX_PAYLOAD}-byte limit")
-    try:
-        obj = load_json_object(bytes(payload))
-    except ValueError as exc:  # also UnicodeDecodeError and over-long integers
-        _fail(f"not a JSON object: {str(exc)[:80]}")
-    _exact_fields("the object", obj, _TOP_FIELDS)
-    match = _obj(obj, "match")
-    _exact_fields("match", match, _MATCH_FIELDS)
-    cond = _obj(obj, "conditions")
-    _exact_fields("conditions", cond, _CONDITION_FIELDS)
+    obj = _R.load(payload, MAX_PAYLOAD)
+    _R.exact("the object", obj, _TOP_FIELDS)
+    match = _R.obj(obj["match"], "match")
+    _R.exact("match", match, _MATCH_FIELDS)
+    cond = _R.obj(obj["conditions"], "conditions")
+    _R.exact("conditions", cond, _CONDITION_FIELDS)
+    s, i, opt = _R.string, _R.integer, _R.optional
     try:
         rule = validate_rule(
             Rule(
-                rule_id=_get_str(obj, "rule_id"),
-                version=_get_int(obj, "version"),
-                country=_get_str(obj, "country"),
-                origin=_get_str(obj, "origin"),
+                rule_id=s(obj["rule_id"], "rule_id"),
+                version=i(obj["version"], "version"),
+                country=s(obj["country"], "country"),
+                origin=s(obj["origin"], "origin"),
                 match=RuleMatch(
-                    national_code=_opt(match, "national_code", _get_str),
-                    eqf_min=_opt(match, "eqf_min", _get_int),
-                    eqf_max=_opt(match, "eqf_max", _get_int),
-                    isco_prefix=_opt(match, "isco_prefix", _get_str),
-                    sector=_opt(match, "sector", _get_str),
+                    national_code=opt(match["national_code"], "national_code", s),
+                    eqf_min=opt(match["eqf_min"], "eqf_min", i),
+                    eqf_max=opt(match["eqf_max"], "eqf_max", i),
+                    isco_prefix=opt(match["isco_prefix"], "isco_prefix", s),
+                    sector=opt(match["sector"], "sector", s),
                 ),
-                outcome=Outcome(_get_str(obj, "outcome")),
-                local_occupation=_get_str(obj, "local_occupation"),
-                local_code=_opt(obj, "local_code", _get_str),
+                outcome=Outcome(s(obj["outcome"], "outcome")),
+                local_occupation=s(obj["local_occupation"], "local_occupation"),
+                local_code=opt(obj["local_code"], "local_code", s),
                 conditions=Conditions(
-                    aptitude_test=_get_bool(cond, "aptitude_test"),
-                    adaptation_period_months=_get_int(cond, "adaptation_period_months"),
-                    language_level=_opt(cond, "language_level", _get_str),
-                    supervised_practice_months=_get_int(cond, "supervised_practice_months"),
+                    aptitude_test=_R.boolean(cond["aptitude_test"], "aptitude_test"),
+                    adaptation_period_months=i(
+                        cond["adaptation_period_months"], "adaptation_period_months"
+                    ),
+                    language_level=opt(cond["language_level"], "language_level", s),
+                    supervised_practice_months=i(
+                        cond["supervised_practice_months"], "supervised_practice_months"
+                    ),
                 ),
-                legal_basis=_get_str(obj, "legal_basis"),
-                valid_from=_get_date(obj, "valid_from"),
-                valid_until=_opt(obj, "valid_until", _get_date),
-                removed=_get_bool(obj, "removed"),
-                issued_at=_from_millis(_get_int(obj, "issued_at")),
+                legal_basis=s(obj["legal_basis"], "legal_basis"),
+                valid_from=_R.day(obj["valid_from"], "valid_from"),
+                valid_until=opt(obj["valid_until"], "valid_until", _R.day),
+                removed=_R.boolean(obj["removed"], "removed"),
+                issued_at=_R.moment(obj["issued_at"], "issued_at"),
             )
         )
     except ValidationError as exc:
-        if exc.field == _FIELD:
+        if exc.field == _R.field:
             raise
-        _fail(str(exc))
+        _R.fail(str(exc))
     except ValueError:
-        _fail(f"outcome must be one of {', '.join(o.value for o in Outcome)}")
+        _R.fail(f"outcome must be one of {', '.join(o.value for o in Outcome)}")
     # One spelling per rule: anything the encoder would write differently
     # (escapes, key order, whitespace, untrimmed text) is refused.
     if encode_rule(rule) != payload:
-        _fail("not in canonical form")
+        _R.fail("not in canonical form")
     return rule
 
 
@@ -469,64 +465,3 @@ def verify_rule(envelope: Envelope, keys: Mapping[str, VerifyingKey], country: s
             f"a recognition rule of {rule.country} signed by a key of {country[:40]}: refused"
         )
     return rule
-
-
-# -- decoding helpers -------------------------------------------------------------
-
-
-def _fail(message: str) -> NoReturn:
-    raise ValidationError(_FIELD, message)
-
-
-def _exact_fields(where: str, obj: dict[str, object], fields: frozenset[str]) -> None:
-    problem = field_problem(where, obj, fields)
-    if problem is not None:
-        _fail(problem)
-
-
-def _obj(obj: dict[str, object], name: str) -> dict[str, object]:
-    value = obj[name]
-    if not isinstance(value, dict):
-        _fail(f"{name} must be an object")
-    return value
-
-
-def _get_str(obj: dict[str, object], name: str) -> str:
-    value = obj[name]
-    if not isinstance(value, str):
-        _fail(f"{name} must be a string")
-    return value
-
-
-def _get_int(obj: dict[str, object], name: str) -> int:
-    value = obj[name]
-    if not isinstance(value, int) or isinstance(value, bool):
-        _fail(f"{name} must be an integer")
-    return value
-
-
-def _get_bool(obj: dict[str, object], name: str) -> bool:
-    value = obj[name]
-    if not isinstance(value, bool):
-        _fail(f"{name} must be a boolean")
-    return value
-
-
-def _get_date(obj: dict[str, object], name: str) -> date:
-    value = _get_str(obj, name)
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        _fail(f"{name} must be a date YYYY-MM-DD")
-
-
-def _opt(
-    obj: dict[str, object], name: str, get: Callable[[dict[str, object], str], _T]
-) -> _T | None:
-    return None if obj[name] is None else get(obj, name)
-
-
-def _from_millis(millis: int) -> datetime:
-    if not 0 <= millis <= _MAX_MILLIS:
-        _fail(f"issued_at {millis} is out of range")
-    return _EPOCH + millis * _ONE_MS
