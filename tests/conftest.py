@@ -3,20 +3,22 @@ grpc.aio server on a loopback port chosen by the OS."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import pytest
 
 from credfed.bootstrap import Initialised, add_client, init_node
+from credfed.config import Config
 from credfed.node import Node
 from credfed.rpc import server
 from credfed.v1 import common_pb2 as c
+from credfed.v1 import federation_pb2_grpc, registry_pb2_grpc, verification_pb2_grpc
 from credfed.v1 import registry_pb2 as r
-from credfed.v1 import registry_pb2_grpc, verification_pb2_grpc
 
 ISSUER = "de-hwk-muenchen"
 OTHER_ISSUER = "de-ihk-berlin"
@@ -57,8 +59,52 @@ def draft(**overrides: Any) -> c.CredentialDraft:
     )
 
 
+class _HasChannel(Protocol):
+    @property
+    def channel(self) -> grpc.aio.Channel: ...
+
+
+class Stubs:
+    """The node's three services over ``self.channel``."""
+
+    @property
+    def registry(self: _HasChannel) -> registry_pb2_grpc.RegistryServiceStub:
+        return registry_pb2_grpc.RegistryServiceStub(self.channel)
+
+    @property
+    def verification(self: _HasChannel) -> verification_pb2_grpc.VerificationServiceStub:
+        return verification_pb2_grpc.VerificationServiceStub(self.channel)
+
+    @property
+    def federation(self: _HasChannel) -> federation_pb2_grpc.FederationServiceStub:
+        return federation_pb2_grpc.FederationServiceStub(self.channel)
+
+
 @dataclass
-class RunningNode:
+class InProcess:
+    node: Node
+    server: server.RunningServer
+    channel: grpc.aio.Channel
+
+
+@contextlib.asynccontextmanager
+async def in_process(config: Config) -> AsyncIterator[InProcess]:
+    """The node of ``config`` served in this process on a port chosen by the
+    OS, with a plaintext channel to it; all closed on exit."""
+    node = await Node.open(config)
+    try:
+        srv = await server.start(node, "127.0.0.1:0")
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}") as channel:
+                yield InProcess(node, srv, channel)
+        finally:
+            await srv.stop(0)
+    finally:
+        await node.close()
+
+
+@dataclass
+class RunningNode(Stubs):
     init: Initialised
     node: Node
     port: int
@@ -71,14 +117,6 @@ class RunningNode:
 
     def md(self, role: str) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.tokens[role]}"),)
-
-    @property
-    def registry(self) -> registry_pb2_grpc.RegistryServiceStub:
-        return registry_pb2_grpc.RegistryServiceStub(self.channel)
-
-    @property
-    def verification(self) -> verification_pb2_grpc.VerificationServiceStub:
-        return verification_pb2_grpc.VerificationServiceStub(self.channel)
 
     async def issue(self, **overrides: Any) -> r.ChangeReceipt:
         resp = await self.registry.IssueCredential(
@@ -98,12 +136,9 @@ async def node_dir(tmp_path: Path) -> Initialised:
 @pytest.fixture
 async def running(node_dir: Initialised) -> AsyncIterator[RunningNode]:
     """A served DE node with two issuers and a token per role."""
-    node = await Node.open(node_dir.config)
-    srv = await server.start(node, "127.0.0.1:0")
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}")
-    tokens = {"admin": node_dir.admin_token}
-    rn = RunningNode(node_dir, node, srv.port, tokens, channel)
-    try:
+    async with in_process(node_dir.config) as served:
+        tokens = {"admin": node_dir.admin_token}
+        rn = RunningNode(node_dir, served.node, served.server.port, tokens, served.channel)
         for issuer_id, sectors in (
             (ISSUER, ["energy", "construction"]),
             (OTHER_ISSUER, ["energy"]),
@@ -118,7 +153,3 @@ async def running(node_dir: Initialised) -> AsyncIterator[RunningNode]:
                 node_dir.config, role, f"test {role}", partner="FR" if role == "peer" else None
             )
         yield rn
-    finally:
-        await channel.close()
-        await srv.stop(0)
-        await node.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from conftest import draft
+from conftest import Stubs, draft
 from nodeproc import NodeProcess
 
 from credfed import config as cfg
@@ -26,7 +26,6 @@ from credfed.federation.descriptor import fingerprint
 from credfed.federation.local import own_descriptor
 from credfed.federation.peers import PeerDirectory
 from credfed.v1 import common_pb2 as c
-from credfed.v1 import federation_pb2_grpc, registry_pb2_grpc, verification_pb2_grpc
 from credfed.v1 import registry_pb2 as r
 from credfed.v1 import verification_pb2 as v
 
@@ -45,7 +44,7 @@ def free_port() -> int:
 
 
 @dataclass
-class FedNode:
+class FedNode(Stubs):
     country: str
     data_dir: Path
     port: int
@@ -78,18 +77,6 @@ class FedNode:
     def md(self, role: str = "admin") -> tuple[tuple[str, str], ...]:
         token = self.admin if role == "admin" else self.tokens[role]
         return (("authorization", f"Bearer {token}"),)
-
-    @property
-    def registry(self) -> registry_pb2_grpc.RegistryServiceStub:
-        return registry_pb2_grpc.RegistryServiceStub(self.channel)
-
-    @property
-    def verification(self) -> verification_pb2_grpc.VerificationServiceStub:
-        return verification_pb2_grpc.VerificationServiceStub(self.channel)
-
-    @property
-    def federation(self) -> federation_pb2_grpc.FederationServiceStub:
-        return federation_pb2_grpc.FederationServiceStub(self.channel)
 
     def start(self) -> None:
         self.proc.start()

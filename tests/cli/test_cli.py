@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import json
-import os
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from clikit import credfed, one_line_error
 from nodeproc import NodeProcess
 
 from credfed.bootstrap import init_node
@@ -57,35 +54,6 @@ COLUMNS = [
     "issued_on",
     "valid_until",
 ]
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> object:
-        return json.loads(self.out)
-
-
-def credfed(*args: str, env: dict[str, str] | None = None) -> Result:
-    proc = subprocess.run(
-        [sys.executable, "-m", "credfed.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=dict(os.environ, CREDFED_LOG_LEVEL="warning", **(env or {})),
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
-def one_line_error(res: Result, code: int = 1) -> str:
-    assert res.code == code, (res.code, res.out, res.err)
-    lines = res.err.strip().splitlines()
-    assert len(lines) == 1, res.err
-    return lines[0]
 
 
 @dataclass

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from clikit import acredfed, credfed
 from conftest import RunningNode
 
 from credfed import audit
@@ -25,30 +22,6 @@ from credfed.v1 import verification_pb2 as v
 
 pytestmark = pytest.mark.slow  # real processes
 EMPLOYER = "Elektro Bauer GmbH"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def credfed(*args: str) -> Result:
-    proc = subprocess.run(
-        [sys.executable, "-m", "credfed.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=dict(os.environ, CREDFED_LOG_LEVEL="warning"),
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
-async def acredfed(*args: str) -> Result:
-    """credfed from an async test, without blocking the node it may call."""
-    return await asyncio.to_thread(credfed, *args)
 
 
 def _lines(text: str) -> list[audit.AuditRecord]:

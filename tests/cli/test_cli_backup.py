@@ -7,42 +7,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import sqlite3
 import stat
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from clikit import credfed
 from fednet import FedNode, build, register_issuer
 from nodeproc import NodeProcess
 
 pytestmark = pytest.mark.slow
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-def credfed(*args: str) -> Result:
-    proc = subprocess.run(
-        [sys.executable, "-m", "credfed.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=dict(os.environ, CREDFED_LOG_LEVEL="warning"),
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
 @dataclass

@@ -5,25 +5,12 @@ the setting and a non-zero exit."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from clikit import run as _credfed  # no CREDFED_LOG_LEVEL: tests read the overrides
 
 from credfed import config as cfg
-
-
-def _credfed(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "credfed.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from clikit import credfed, one_line_error
 from fednet import build, eventually, register_issuer
-from test_cli import credfed, one_line_error
 
 from credfed.bootstrap import init_node
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_cli import DRAFT, Served, credfed, one_line_error
+from clikit import credfed, one_line_error
+from test_cli import DRAFT, Served
 from test_cli import served as served  # noqa: PLC0414 - the module's node
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_cli import credfed, one_line_error
+from clikit import credfed, one_line_error
 
 from credfed.bootstrap import init_node
 from credfed.cli import parse_duration

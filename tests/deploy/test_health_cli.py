@@ -5,15 +5,14 @@ processes (TLS and plaintext), a stopped node and a NOT_SERVING server."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from clikit import acredfed
+from clikit import run as credfed
 from fednet import free_port
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from nodeproc import NodeProcess
@@ -21,17 +20,6 @@ from nodeproc import NodeProcess
 from credfed import config as cfg
 
 FEDERATION = "credfed.v1.FederationService"
-
-
-def credfed(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "credfed.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
 
 
 def init(data_dir: Path, *args: str) -> None:
@@ -132,26 +120,10 @@ async def not_serving(tmp_path: Path) -> AsyncIterator[Path]:
 
 async def test_not_serving_exits_1_naming_the_status(not_serving: Path) -> None:
     # Run without blocking the loop that serves the health server.
-    proc = await _acredfed("health", "--data-dir", str(not_serving))
+    proc = await acredfed("health", "--data-dir", str(not_serving))
     assert proc[0] == 1
     assert proc[2].strip().endswith(": NOT_SERVING")
     assert proc[2].startswith("error: health of the node at 127.0.0.1:")
-
-
-async def _acredfed(*args: str) -> tuple[int, str, str]:
-    import asyncio
-
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "credfed.cli",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 def test_listen_override_from_the_environment_is_used(tls_node: NodeProcess) -> None:

@@ -5,9 +5,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from conftest import draft
+
 from credfed.crypto.keys import SigningKey
 from credfed.federation.descriptor import Descriptor, KeyEntry, sign_descriptor
-from credfed.models import Checkpoint, Envelope, SignedCheckpoint
+from credfed.models import (
+    Checkpoint,
+    CredentialDraft,
+    Envelope,
+    Role,
+    RoleKind,
+    SignedCheckpoint,
+)
+from credfed.rpc import convert
 from credfed.statuslog import merkle
 from credfed.statuslog.checkpoint import sign_checkpoint
 
@@ -54,6 +64,15 @@ def descriptor(
 
 def signed(key: SigningKey, d: Descriptor) -> Envelope:
     return sign_descriptor(key, d)
+
+
+# -- a real origin registry, end to end (test_replica, test_crossborder) ------------
+
+#: The origin's clock when a test starts.
+START = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+ADMIN = Role(RoleKind.ADMIN)
+DE_DESCRIPTOR = descriptor(entry(K1))
+DRAFT: CredentialDraft = convert.draft(draft(), "d")
 
 
 class MemLog:

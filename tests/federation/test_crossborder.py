@@ -11,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import ISSUER, draft
-from fedkit import FR_KEY, K1, OUTSIDER, FakeClock, descriptor, entry
+from conftest import ISSUER
+from fedkit import ADMIN, DE_DESCRIPTOR, DRAFT, FR_KEY, K1, OUTSIDER, START, FakeClock
 
 from credfed import ids
 from credfed.crypto.envelope import CREDENTIAL_TYPE, sign_envelope
@@ -37,21 +37,16 @@ from credfed.federation.replica import Replicas
 from credfed.federation.trust import TrustState
 from credfed.models import (
     Checkpoint,
-    CredentialDraft,
     Envelope,
-    Issuer,
-    IssuerStatus,
-    Role,
-    RoleKind,
     SignedCheckpoint,
     Status,
 )
 from credfed.registry import Registry
-from credfed.rpc import convert
 from credfed.statuslog import merkle
 from credfed.statuslog.checkpoint import decode_checkpoint, sign_checkpoint
 from credfed.statuslog.log import StatusLog, consistency_proof
 from credfed.storage.sqlite import SqliteStore
+from credfed.testing.factories import make_issuer
 from credfed.verification import (
     NOT_FOUND_MESSAGE,
     HolderAttribute,
@@ -60,13 +55,9 @@ from credfed.verification import (
     Verifier,
 )
 
-START = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-ADMIN = Role(RoleKind.ADMIN)
-DE_DESCRIPTOR = descriptor(entry(K1))
 BIRTH = date(1994, 3, 17)  # the birth date of conftest's draft
 RIGHT = HolderAttribute(birth_date=BIRTH)
 WRONG = HolderAttribute(birth_date=date(1994, 3, 18))
-DRAFT: CredentialDraft = convert.draft(draft(), "d")
 TTL = 60.0
 MAX_STALENESS = 3600.0
 
@@ -189,7 +180,7 @@ async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
     node = await SqliteStore.open(tmp_path / "node.db")
     try:
         await store.add_issuer(
-            Issuer(ISSUER, "HWK München", ("energy", "construction"), IssuerStatus.ACTIVE)
+            make_issuer(ISSUER, name="HWK München", sectors=("energy", "construction"))
         )
         registry = Registry(store, StatusLog("DE", K1, clock), K1, "DE", clock)
         origin = Origin(store, registry, Verifier(store, clock))

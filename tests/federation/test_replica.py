@@ -13,12 +13,23 @@ import dataclasses
 import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import ISSUER, draft
-from fedkit import FR_KEY, K1, OUTSIDER, FakeClock, descriptor, entry
+from conftest import ISSUER
+from fedkit import (
+    ADMIN,
+    DE_DESCRIPTOR,
+    DRAFT,
+    FR_KEY,
+    K1,
+    OUTSIDER,
+    START,
+    FakeClock,
+    descriptor,
+    entry,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -43,27 +54,19 @@ from credfed.federation.trust import TrustState
 from credfed.models import (
     CredentialDraft,
     Envelope,
-    Issuer,
-    IssuerStatus,
-    Role,
-    RoleKind,
     SignedCheckpoint,
     Status,
 )
 from credfed.registry import Registry
-from credfed.rpc import convert
 from credfed.statuslog import merkle
 from credfed.statuslog.checkpoint import sign_checkpoint
 from credfed.statuslog.entries import decode_entry
 from credfed.statuslog.log import StatusLog, consistency_proof
 from credfed.storage.sqlite import SqliteStore
+from credfed.testing.factories import make_issuer
 from credfed.verification import proof_node_ids
 
-START = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-ADMIN = Role(RoleKind.ADMIN)
-DE_DESCRIPTOR = descriptor(entry(K1))
 FR_DESCRIPTOR = descriptor(entry(FR_KEY), country="FR", node_id="fr-node-1")
-DRAFT: CredentialDraft = convert.draft(draft(), "d")
 
 
 # -- helpers ----------------------------------------------------------------------
@@ -84,7 +87,7 @@ class Origin:
     ) -> Origin:
         store = await SqliteStore.open(path)
         await store.add_issuer(
-            Issuer(ISSUER, "HWK München", ("energy", "construction"), IssuerStatus.ACTIVE)
+            make_issuer(ISSUER, name="HWK München", sectors=("energy", "construction"))
         )
         log = StatusLog(country, key, clock)
         return cls(store, Registry(store, log, key, country, clock), log, country)

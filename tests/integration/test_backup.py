@@ -16,14 +16,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 import shutil
 import sqlite3
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from clikit import COMMAND
+from clikit import acredfed as credfed
 from fednet import (
     STATUS,
     FedNode,
@@ -42,23 +42,6 @@ from credfed.statuslog import merkle
 from credfed.statuslog.checkpoint import verify_checkpoint
 
 pytestmark = pytest.mark.slow
-
-
-async def credfed(*args: str, timeout: float = 60) -> tuple[int, str, str]:
-    """Run the credfed command without blocking the event loop (a writer
-    keeps going meanwhile)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "credfed.cli",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=dict(os.environ, CREDFED_LOG_LEVEL="warning"),
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 def leaves_of(db: Path) -> list[bytes]:
@@ -176,13 +159,39 @@ async def test_backup_while_the_node_serves_and_a_client_writes(tmp_path: Path) 
 # -- a federation --------------------------------------------------------------------
 
 
-async def _pair(root: Path) -> dict[str, FedNode]:
+async def _pair(root: Path) -> tuple[FedNode, FedNode]:
+    """DE and FR, serving over mutual TLS, each replicating the other."""
     nodes = await build(root, ["DE", "FR"], [("DE", "FR"), ("FR", "DE")], tls=True)
     for node in nodes.values():
         node.start()
     for node in nodes.values():
         await register_issuer(node)
-    return nodes
+    return nodes["DE"], nodes["FR"]
+
+
+async def _stop(*nodes: FedNode | None) -> None:
+    """Close the channels and stop the processes of the nodes a test got to."""
+    for node in nodes:
+        if node is not None:
+            await node.close_channel()
+            await asyncio.to_thread(node.proc.stop)
+
+
+async def _serve_unverified(data_dir: Path, port_file: Path) -> asyncio.subprocess.Process:
+    """``credfed serve --allow-unverified-restore``: the operator vouches for a
+    restored node that cannot ask its partners."""
+    port_file.unlink(missing_ok=True)
+    return await asyncio.create_subprocess_exec(
+        *COMMAND,
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--port-file",
+        str(port_file),
+        "--allow-unverified-restore",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
 
 
 async def _fr_view_of_de(fr: FedNode) -> dict[str, Any]:
@@ -209,8 +218,7 @@ def _restored_node(de: FedNode, data_dir: Path, log: Path) -> FedNode:
 async def test_a_restored_node_continues_its_log_and_its_partner_accepts_it(
     tmp_path: Path,
 ) -> None:
-    nodes = await _pair(tmp_path)
-    de, fr = nodes["DE"], nodes["FR"]
+    de, fr = await _pair(tmp_path)
     restored: FedNode | None = None
     try:
         before = [await de.issue(family_name=f"Before{n}") for n in range(3)]
@@ -267,15 +275,11 @@ async def test_a_restored_node_continues_its_log_and_its_partner_accepts_it(
         assert result.provenance.signature_checked
         assert fork_alarms(await _fr_view_of_de(fr)) == []
     finally:
-        for node in (fr, de, restored):
-            if node is not None:
-                await node.close_channel()
-                await asyncio.to_thread(node.proc.stop)
+        await _stop(fr, de, restored)
 
 
 async def test_a_restored_node_behind_its_partner_refuses_to_start(tmp_path: Path) -> None:
-    nodes = await _pair(tmp_path)
-    de, fr = nodes["DE"], nodes["FR"]
+    de, fr = await _pair(tmp_path)
     try:
         await de.issue()
         await de.issue()
@@ -314,16 +318,13 @@ async def test_a_restored_node_behind_its_partner_refuses_to_start(tmp_path: Pat
         assert fork_alarms(view) == []
         assert view["checkpoint_size"] == size
     finally:
-        await fr.stop()
-        await de.close_channel()
-        await asyncio.to_thread(de.proc.stop)
+        await _stop(fr, de)
 
 
 async def test_a_restored_node_that_cannot_ask_its_partner_waits_unless_told(
     tmp_path: Path,
 ) -> None:
-    nodes = await _pair(tmp_path)
-    de, fr = nodes["DE"], nodes["FR"]
+    de, fr = await _pair(tmp_path)
     restored: FedNode | None = None
     try:
         await de.issue()
@@ -347,20 +348,7 @@ async def test_a_restored_node_that_cannot_ask_its_partner_waits_unless_told(
         # The operator vouches for it: the node starts and clears the marker.
         restored = _restored_node(de, new_dir, tmp_path / "DE-b.log")
         proc = restored.proc
-        proc.port_file.unlink(missing_ok=True)
-        serve = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "credfed.cli",
-            "serve",
-            "--data-dir",
-            str(new_dir),
-            "--port-file",
-            str(proc.port_file),
-            "--allow-unverified-restore",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
+        serve = await _serve_unverified(new_dir, proc.port_file)
         try:
             await eventually(lambda: asyncio.sleep(0, proc.port_file.exists()), timeout=30)
             assert not (new_dir / backup.RESTORE_MARKER).exists()
@@ -369,8 +357,4 @@ async def test_a_restored_node_that_cannot_ask_its_partner_waits_unless_told(
             serve.terminate()
             await serve.wait()
     finally:
-        for node in (fr, de, restored):
-            if node is not None:
-                await node.close_channel()
-        await asyncio.to_thread(fr.proc.stop)
-        await asyncio.to_thread(de.proc.stop)
+        await _stop(fr, de, restored)

@@ -14,19 +14,20 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import grpc
 import pytest
+from clikit import acredfed as credfed
 from fednet import STATUS, FedNode, eventually
 from test_backup import (
     _fr_holds,
     _fr_view_of_de,
     _pair,
     _restored_node,
+    _serve_unverified,
+    _stop,
     checkpoints_of,
-    credfed,
     fork_alarms,
     leaves_of,
     replica_of_de,
@@ -57,8 +58,7 @@ async def _lose_and_restore(de: FedNode, backup_dir: Path, new_dir: Path) -> Non
 
 
 async def test_recover_keeps_a_revocation_made_after_the_backup(tmp_path: Path) -> None:
-    nodes = await _pair(tmp_path)
-    de, fr = nodes["DE"], nodes["FR"]
+    de, fr = await _pair(tmp_path)
     restored: FedNode | None = None
     try:
         a = await de.issue(family_name="Alpha")
@@ -128,15 +128,11 @@ async def test_recover_keeps_a_revocation_made_after_the_backup(tmp_path: Path) 
         await eventually(fr_says_active)
         assert (await fr.verify(a)).status == STATUS.CREDENTIAL_STATUS_REVOKED
     finally:
-        for node in (fr, de, restored):
-            if node is not None:
-                await node.close_channel()
-                await asyncio.to_thread(node.proc.stop)
+        await _stop(fr, de, restored)
 
 
 async def test_recover_refuses_a_serving_node_and_a_forked_log(tmp_path: Path) -> None:
-    nodes = await _pair(tmp_path)
-    de, fr = nodes["DE"], nodes["FR"]
+    de, fr = await _pair(tmp_path)
     restored: FedNode | None = None
     serve: asyncio.subprocess.Process | None = None
     try:
@@ -161,19 +157,7 @@ async def test_recover_refuses_a_serving_node_and_a_forked_log(tmp_path: Path) -
         await fr.stop()
         restored = _restored_node(de, new_dir, tmp_path / "DE-restored.log")
         port_file = restored.proc.port_file
-        serve = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "credfed.cli",
-            "serve",
-            "--data-dir",
-            str(new_dir),
-            "--port-file",
-            str(port_file),
-            "--allow-unverified-restore",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
+        serve = await _serve_unverified(new_dir, port_file)
         await eventually(lambda: asyncio.sleep(0, port_file.exists()), timeout=30)
         await restored.issue(family_name="Diverging")
         await restored.close_channel()
@@ -201,7 +185,4 @@ async def test_recover_refuses_a_serving_node_and_a_forked_log(tmp_path: Path) -
         if serve is not None:
             serve.terminate()
             await serve.wait()
-        for node in (fr, de, restored):
-            if node is not None:
-                await node.close_channel()
-                await asyncio.to_thread(node.proc.stop)
+        await _stop(fr, de, restored)

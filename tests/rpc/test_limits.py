@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import ISSUER, draft
+from conftest import ISSUER, Stubs, draft, in_process
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -25,10 +25,8 @@ from credfed import ids
 from credfed.bootstrap import Initialised, add_client
 from credfed.config import LimitSettings
 from credfed.node import Node
-from credfed.rpc import server
 from credfed.rpc.ratelimit import RETRY_AFTER_KEY, TokenBuckets, _address
 from credfed.v1 import federation_pb2 as f
-from credfed.v1 import federation_pb2_grpc, registry_pb2_grpc, verification_pb2_grpc
 from credfed.v1 import registry_pb2 as r
 from credfed.v1 import verification_pb2 as v
 
@@ -39,7 +37,7 @@ ADMIN_FREE = {"rate_by_role": {"admin": 1000.0}, "burst_by_role": {"admin": 1000
 
 
 @dataclass
-class Served:
+class Served(Stubs):
     node: Node
     channel: grpc.aio.Channel
     config: cfg.Config
@@ -54,18 +52,6 @@ class Served:
     @property
     def admin_md(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.admin}"),)
-
-    @property
-    def registry(self) -> registry_pb2_grpc.RegistryServiceStub:
-        return registry_pb2_grpc.RegistryServiceStub(self.channel)
-
-    @property
-    def verification(self) -> verification_pb2_grpc.VerificationServiceStub:
-        return verification_pb2_grpc.VerificationServiceStub(self.channel)
-
-    @property
-    def federation(self) -> federation_pb2_grpc.FederationServiceStub:
-        return federation_pb2_grpc.FederationServiceStub(self.channel)
 
     async def register_issuer(self) -> None:
         await self.registry.RegisterIssuer(
@@ -84,15 +70,8 @@ async def serve(init: Initialised, **limits: Any) -> AsyncIterator[Served]:
     (config.data_dir / cfg.CONFIG_FILE).write_text(config.to_toml())
     config = cfg.load(config.data_dir)
     assert config.limits == settings
-    node = await Node.open(config)
-    srv = await server.start(node, "127.0.0.1:0")
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}")
-    try:
-        yield Served(node, channel, config, init.admin_token)
-    finally:
-        await channel.close()
-        await srv.stop(0)
-        await node.close()
+    async with in_process(config) as served:
+        yield Served(served.node, served.channel, config, init.admin_token)
 
 
 def retry_ms(exc: grpc.aio.AioRpcError) -> int:

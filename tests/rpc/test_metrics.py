@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import ISSUER, draft
+from conftest import ISSUER, Stubs, draft, in_process
 from prometheus_client.parser import text_string_to_metric_families
 
 from credfed.bootstrap import Initialised, add_client
@@ -27,7 +27,6 @@ from credfed.rpc import server
 from credfed.rpc.observe import REQUEST_ID_KEY, request_id
 from credfed.rpc.ratelimit import RETRY_AFTER_KEY
 from credfed.v1 import federation_pb2 as f
-from credfed.v1 import federation_pb2_grpc, registry_pb2_grpc, verification_pb2_grpc
 from credfed.v1 import registry_pb2 as r
 from credfed.v1 import verification_pb2 as v
 
@@ -57,7 +56,7 @@ def parse(text: str) -> dict[Key, float]:
 
 
 @dataclass
-class Metered:
+class Metered(Stubs):
     node: Node
     running: server.RunningServer
     channel: grpc.aio.Channel
@@ -73,18 +72,6 @@ class Metered:
         self.text = await asyncio.to_thread(scrape, self.running.metrics_port)
         return parse(self.text)
 
-    @property
-    def registry(self) -> registry_pb2_grpc.RegistryServiceStub:
-        return registry_pb2_grpc.RegistryServiceStub(self.channel)
-
-    @property
-    def verification(self) -> verification_pb2_grpc.VerificationServiceStub:
-        return verification_pb2_grpc.VerificationServiceStub(self.channel)
-
-    @property
-    def federation(self) -> federation_pb2_grpc.FederationServiceStub:
-        return federation_pb2_grpc.FederationServiceStub(self.channel)
-
     async def issue(self, **overrides: Any) -> str:
         got = await self.registry.IssueCredential(
             r.IssueCredentialRequest(draft=draft(**overrides)),
@@ -99,26 +86,19 @@ async def metered(init: Initialised, **limits: Any) -> AsyncIterator[Metered]:
     config = dataclasses.replace(
         init.config, metrics_listen="127.0.0.1:0", limits=LimitSettings(**limits)
     )
-    node = await Node.open(config)
-    running = await server.start(node, "127.0.0.1:0")
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
     tokens = {"admin": init.admin_token}
-    try:
+    async with in_process(config) as served:
         for role in ("verifier", "peer"):
             tokens[role] = await add_client(
                 config, role, f"client {role} Ms Example", partner="FR" if role == "peer" else None
             )
-        m = Metered(node, running, channel, init, tokens)
+        m = Metered(served.node, served.server, served.channel, init, tokens)
         await m.registry.RegisterIssuer(
             r.RegisterIssuerRequest(issuer_id=ISSUER, name=ISSUER, sectors=["energy"]),
             metadata=m.md("admin"),
             timeout=10,
         )
         yield m
-    finally:
-        await channel.close()
-        await running.stop(0)
-        await node.close()
 
 
 def delta(before: dict[Key, float], after: dict[Key, float], name: str, **labels: str) -> float:
