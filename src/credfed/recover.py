@@ -84,11 +84,8 @@ def refuse_if_serving(data_dir: Path, now: datetime) -> None:
     """A node serving from ``data_dir`` signs its log: recovering under it
     would race its appends. Judged by the run state the serving process
     rewrites every few seconds (as ``credfed status`` does)."""
-    state = runstate.read(data_dir)
-    if state is None or state.get("stopped"):
-        return
-    age = runstate.age_of(state, now)
-    if age is not None and age < runstate.STALE_AFTER:
+    age = runstate.live_age(runstate.read(data_dir), now)
+    if age is not None:
         raise PreconditionError(
             f"the node in {data_dir} is serving (run state {age:.0f}s old): stop it first"
         )

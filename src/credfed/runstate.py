@@ -94,6 +94,15 @@ def read(data_dir: Path) -> dict[str, Any] | None:
     return state if isinstance(state, dict) else None
 
 
+def live_age(state: Mapping[str, Any] | None, now: datetime) -> float | None:
+    """The age of ``state`` if a node serving now wrote it (not stopped, and
+    rewritten within :data:`STALE_AFTER`), else None."""
+    if state is None or state.get("stopped"):
+        return None
+    age = age_of(state, now)
+    return age if age is not None and age < STALE_AFTER else None
+
+
 def age_of(state: Mapping[str, Any], now: datetime) -> float | None:
     try:
         return (now - datetime.fromisoformat(str(state["written_at"]))).total_seconds()

@@ -68,9 +68,7 @@ async def node_status(config: Config) -> dict[str, Any]:
     links = {link.country: link.endpoint for link in directory.links()}
     run = runstate.read(config.data_dir)
     run_age = runstate.age_of(run, now) if run else None
-    serving = bool(
-        run and not run.get("stopped") and run_age is not None and run_age < runstate.STALE_AFTER
-    )
+    serving = runstate.live_age(run, now) is not None
     contacts: dict[str, Any] = (run or {}).get("origins") or {}
     store = await SqliteStore.open(config.db_path)
     try:
